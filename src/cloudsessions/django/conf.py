@@ -1,0 +1,56 @@
+"""The CLOUDSESSIONS setting, read once per process (and again if a test overrides it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from ..errors import ConfigurationError
+from ..store import Store
+from ..urls import DEFAULT_STORE_URL, shared_store
+
+SETTING = "CLOUDSESSIONS"
+KNOWN = {"STORE", "OPTIONS", "USER_ID_KEY"}
+DEFAULT_USER_ID_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
+
+
+class Config:
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigurationError(f"settings.{SETTING} must be a dict, got {type(raw).__name__}")
+        unknown = set(raw) - KNOWN
+        if unknown:
+            raise ConfigurationError(
+                f"settings.{SETTING} has unknown key(s) {', '.join(sorted(unknown))};"
+                f" known: {', '.join(sorted(KNOWN))}"
+            )
+        self.store_url: str = raw.get("STORE") or DEFAULT_STORE_URL
+        options = raw.get("OPTIONS") or {}
+        if not isinstance(options, Mapping):
+            raise ConfigurationError(f"settings.{SETTING}['OPTIONS'] must be a dict")
+        self.options: dict[str, Any] = dict(options)
+        self.user_id_key: str = raw.get("USER_ID_KEY", DEFAULT_USER_ID_KEY)
+
+    def store(self) -> Store:
+        return shared_store(self.store_url, self.options)
+
+
+_config: Config | None = None
+
+
+def config() -> Config:
+    global _config
+    if _config is None:
+        _config = Config(getattr(settings, SETTING, {}))
+    return _config
+
+
+@receiver(setting_changed)
+def _forget_config(*, setting: str, **kwargs: Any) -> None:
+    global _config
+    if setting == SETTING:
+        _config = None

@@ -1,0 +1,33 @@
+"""Session ids: generation, validation of untrusted cookie values, and hashing at rest."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+
+KEY_ALPHABET = string.ascii_lowercase + string.digits
+KEY_LENGTH = 32  # 32 symbols of 36 = 165 bits of entropy
+MAX_KEY_LENGTH = 64
+
+_KEY_SHAPE = re.compile(rf"[a-z0-9]{{{KEY_LENGTH},{MAX_KEY_LENGTH}}}")
+
+
+def new_key() -> str:
+    """A fresh session id from the OS's CSPRNG, the same shape Django uses."""
+    return "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
+
+
+def is_valid_key(key: object) -> bool:
+    """True for a value that may name a session: anything else never reaches a store."""
+    return isinstance(key, str) and _KEY_SHAPE.fullmatch(key) is not None
+
+
+def record_id(key: str) -> str:
+    """The id a record is stored under: a hash, so a copy of the table cannot be replayed.
+
+    A plain SHA-256 is enough here (no salt or stretching): session ids carry 165 random
+    bits, so there is nothing to brute-force, and every web server must derive the same id.
+    """
+    return hashlib.sha256(key.encode("ascii")).hexdigest()

@@ -1,0 +1,54 @@
+"""The values that cross the Store contract."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """One session as the application sees it: decoded values, expiry, and owner."""
+
+    data: dict[str, Any]
+    expires_at: float  # epoch seconds, UTC
+    user_id: str | None = None
+
+    def is_expired(self, now: float | None = None) -> bool:
+        return self.expires_at <= (time.time() if now is None else now)
+
+
+@dataclass(slots=True)
+class StoredRecord:
+    """One session as a store keeps it: encoded fields (see codec), expiry, and owner."""
+
+    fields: dict[str, str]
+    expires_at: float
+    user_id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class SessionInfo:
+    """What for_user() reports of a session: never the session id, only its hash."""
+
+    record_id: str
+    expires_at: float
+    user_id: str | None = None
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """One line of `cloudsessions check`."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Changes:
+    """What save() writes: only the fields that changed, so concurrent saves merge."""
+
+    set_fields: dict[str, str] = field(default_factory=dict)
+    removed_fields: list[str] = field(default_factory=list)

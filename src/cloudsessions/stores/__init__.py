@@ -1,0 +1,1 @@
+"""One module per store; each implements cloudsessions.store.Store and nothing framework-specific."""

@@ -1,0 +1,32 @@
+"""Django's own SessionTestsMixin, run against the cloudsessions engine on every store."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.test import SimpleTestCase, override_settings
+from sessions_tests.tests import SessionTestsMixin
+
+from cloudsessions.django.engine import SessionStore
+from cloudsessions.urls import close_shared_stores
+from tests import stores
+
+
+class _OnStore(SessionTestsMixin, SimpleTestCase):
+    backend = SessionStore
+    store_name = ""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        folder = Path(cls.enterClassContext(tempfile.TemporaryDirectory()))
+        url = stores.store_url(cls.store_name, folder)
+        cls.enterClassContext(override_settings(CLOUDSESSIONS={"STORE": url}))
+        cls.addClassCleanup(close_shared_stores)
+
+
+for _name in stores.STORE_NAMES:
+    _cls = type(f"TestDjangoMixinOn{_name.title()}", (_OnStore,), {"store_name": _name})
+    globals()[_cls.__name__] = _cls
+del _OnStore, _cls
