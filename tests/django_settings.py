@@ -1,7 +1,7 @@
 """Settings for the Django tests: no database is used by our engine (SimpleTestCase
 forbids queries), but Django's test module imports the db-backed session models."""
 
-SECRET_KEY = "cloudsessions-tests-not-secret"  # noqa: S105
+SECRET_KEY = "cloudsessions-tests-not-secret"
 USE_TZ = True
 INSTALLED_APPS = [
     "django.contrib.contenttypes",

@@ -29,8 +29,19 @@ def django_tests_path() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--no-binary", ":all:", f"django=={version}", "--dest", scratch],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"django=={version}",
+                "--dest",
+                scratch,
+            ],
             check=True,
         )
         (sdist,) = Path(scratch).glob("*.tar.gz")
@@ -39,7 +50,7 @@ def django_tests_path() -> Path:
         with tarfile.open(sdist) as tar:
             members = [m for m in tar.getmembers() if m.name.lower().startswith(prefix.lower())]
             for member in members:
-                member.name = "sessions_tests/" + member.name[len(prefix):]
+                member.name = "sessions_tests/" + member.name[len(prefix) :]
             tar.extractall(staging, members=members, filter="data")
         if not (staging / "sessions_tests" / "tests.py").exists():
             raise RuntimeError(f"{sdist.name} has no tests/sessions_tests/tests.py")

@@ -1,22 +1,43 @@
 """The stores the suites run against, each a real server (or file), each instrumented.
 
-Every store joins STORE_NAMES with a factory that opens a fresh, empty store of its kind
-and counts its round trips at the SDK level (SQLite: the statements it runs).
+Each store has a module in tests/backends/ defining:
+    url(folder: Path, services: ExitStack) -> str
+        the URL of a fresh, empty store (starting its server once, registered on services)
+    instrument(url: str, trips: RoundTrips) -> Store
+        a store for that URL whose round trips are counted at the SDK level
+Suites run against every store in ORDER that has a module; CLOUDSESSIONS_TEST_STORES
+(comma-separated) narrows that for local work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import itertools
-import sqlite3
-from collections.abc import Callable
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
-from cloudsessions import open_store
 from cloudsessions.store import Store
 
-STORE_NAMES = ["sqlite"]
+ORDER = ["sqlite", "dynamodb", "firestore", "mongodb"]
+
+
+def _available() -> list[str]:
+    names = [n for n in ORDER if importlib.util.find_spec(f"tests.backends.{n}") is not None]
+    wanted = os.environ.get("CLOUDSESSIONS_TEST_STORES")
+    if wanted:
+        chosen = [n.strip() for n in wanted.split(",") if n.strip()]
+        unknown = set(chosen) - set(names)
+        if unknown:
+            raise RuntimeError(f"CLOUDSESSIONS_TEST_STORES names unknown stores: {unknown}")
+        names = [n for n in names if n in chosen]
+    return names
+
+
+STORE_NAMES = _available()
 
 _services = contextlib.ExitStack()
 _counter = itertools.count()
@@ -46,47 +67,25 @@ class Instrumented:
 
 
 def unique_name(prefix: str = "sessions") -> str:
-    return f"{prefix}_{next(_counter)}"
+    return f"{prefix}_{os.getpid()}_{next(_counter)}"
+
+
+def backend(name: str) -> ModuleType:
+    return importlib.import_module(f"tests.backends.{name}")
 
 
 def store_url(name: str, folder: Path) -> str:
     """The URL of a fresh, empty store of kind `name` (starting its server if needed)."""
-    return _URLS[name](folder)
+    url: str = backend(name).url(folder, _services)
+    return url
 
 
 def open_instrumented(name: str, folder: Path) -> Instrumented:
     url = store_url(name, folder)
     trips = RoundTrips()
-    return Instrumented(_INSTRUMENT[name](url, trips), trips, url)
+    store: Store = backend(name).instrument(url, trips)
+    return Instrumented(store, trips, url)
 
 
 def stop_services() -> None:
     _services.close()
-
-
-# ---------------------------------------------------------------------------- sqlite
-
-_SQLITE_READS = ("SELECT",)
-_SQLITE_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
-
-
-def _sqlite_url(folder: Path) -> str:
-    return f"sqlite:///{folder / unique_name()}.db"
-
-
-def _sqlite_store(url: str, trips: RoundTrips) -> Store:
-    def trace(statement: str) -> None:
-        verb = statement.lstrip().split(None, 1)[0].upper()
-        if verb in _SQLITE_READS and "sqlite_master" not in statement:
-            trips.reads.append(statement)
-        elif verb in _SQLITE_WRITES:
-            trips.writes.append(statement)
-
-    def on_connect(conn: sqlite3.Connection) -> None:
-        conn.set_trace_callback(trace)
-
-    return open_store(url, on_connect=on_connect)
-
-
-_URLS: dict[str, Callable[[Path], str]] = {"sqlite": _sqlite_url}
-_INSTRUMENT: dict[str, Callable[[str, RoundTrips], Store]] = {"sqlite": _sqlite_store}

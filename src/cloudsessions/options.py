@@ -33,10 +33,10 @@ class Options:
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         return str(self.values.get(name, default))
 
-    def float(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float) -> float:
         if name not in self.values:
             return default
         try:
@@ -47,7 +47,7 @@ class Options:
             raise self._fail(name, "a number >= 0")
         return value
 
-    def int(self, name: str, default: int) -> int:
+    def integer(self, name: str, default: int) -> int:
         if name not in self.values:
             return default
         try:
@@ -58,7 +58,7 @@ class Options:
             raise self._fail(name, "an integer >= 0")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         if name not in self.values:
             return default
         value = self.values[name]

@@ -44,7 +44,9 @@ class StoreURL:
         scheme = parts.scheme.lower()
         if scheme not in STORES:
             known = ", ".join(f"{s}://" for s in STORES)
-            raise ConfigurationError(f"unknown store URL scheme in {url!r}: expected one of {known}")
+            raise ConfigurationError(
+                f"unknown store URL scheme in {url!r}: expected one of {known}"
+            )
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         return cls(url, scheme, parts.netloc, unquote(parts.path), query)
 

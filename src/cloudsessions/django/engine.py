@@ -86,7 +86,7 @@ class SessionStore(SessionBase):
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
-        data = self._get_session(no_load=must_create)
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:  # the load found no live session
             return self.create()
         record = SessionRecord(data, self._epoch(self.get_expiry_date()), self._user_id(data))
@@ -105,7 +105,7 @@ class SessionStore(SessionBase):
     async def asave(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return await self.acreate()
-        data = await self._aget_session(no_load=must_create)
+        data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:
             return await self.acreate()
         expiry = self._epoch(await self.aget_expiry_date())

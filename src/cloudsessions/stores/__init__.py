@@ -1,1 +1,1 @@
-"""One module per store; each implements cloudsessions.store.Store and nothing framework-specific."""
+"""One module per store; each implements the Store contract and nothing framework-specific."""

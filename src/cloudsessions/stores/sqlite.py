@@ -50,7 +50,9 @@ class SQLiteStore(Store):
     ) -> None:
         super().__init__(max_record_bytes=max_record_bytes)
         if not _TABLE_NAME.fullmatch(table):
-            raise ConfigurationError(f"sqlite table name {table!r} must match {_TABLE_NAME.pattern}")
+            raise ConfigurationError(
+                f"sqlite table name {table!r} must match {_TABLE_NAME.pattern}"
+            )
         self.path = Path(path)
         self.table = table
         self.timeout = timeout
@@ -71,9 +73,9 @@ class SQLiteStore(Store):
             )
         return cls(
             path,
-            table=opts.str("table", "cloudsessions"),
-            timeout=opts.float("timeout", 5.0),
-            max_record_bytes=opts.int("max_record_bytes", 0) or None,
+            table=opts.text("table", "cloudsessions"),
+            timeout=opts.number("timeout", 5.0),
+            max_record_bytes=opts.integer("max_record_bytes", 0) or None,
             on_connect=opts.get("on_connect"),
         )
 
@@ -157,8 +159,7 @@ class SQLiteStore(Store):
         try:
             with self._errors() as conn:
                 conn.execute(
-                    f"INSERT INTO {self.table} (id, data, expires_at, user_id)"
-                    " VALUES (?, ?, ?, ?)",
+                    f"INSERT INTO {self.table} (id, data, expires_at, user_id) VALUES (?, ?, ?, ?)",
                     (rid, data, record.expires_at, record.user_id),
                 )
         except sqlite3.IntegrityError:
