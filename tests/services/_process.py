@@ -59,13 +59,27 @@ def log_tail(path: Path, max_chars: int = 4000) -> str:
 
 
 def _group_alive(pgid: int) -> bool:
+    """True while a process of group `pgid` still runs.
+
+    Zombies do not count: children that outlive the leader (gcloud's java) are
+    reparented to init, which may take seconds to reap them.
+    """
     try:
         os.killpg(pgid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:  # exists but is not ours: nothing we may do with it
-        return False
-    return True
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: the signal check above has to do
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ..."; comm may contain spaces.
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # the process went away while we looked
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:

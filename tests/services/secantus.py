@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._process import HOST, free_port, run_server
+from ._process import HOST, cache_dir, free_port, run_server
 
 _RUNNER = Path(__file__).with_name("_secantus_server.py")
 
@@ -73,5 +75,11 @@ def secantus(ttl_sweep_seconds: float | None = 1.0, timeout: float = 60.0) -> It
         # -P: keep this folder off sys.path, or secantus.py here would shadow
         # the secantus package.
         argv = [_python_for(exe), "-P", str(_RUNNER), HOST, str(port), str(ttl_sweep_seconds)]
-    with run_server("secantus", argv, port, ready=lambda: _pings(uri), timeout=timeout):
-        yield uri
+    # ":memory:" still makes a temp dir, removed only on a clean shutdown; a
+    # private TMPDIR gets rid of it even after a SIGKILL.
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="secantus-tmp-") as tmp:
+        env = {**os.environ, "TMPDIR": tmp}
+        with run_server(
+            "secantus", argv, port, env=env, ready=lambda: _pings(uri), timeout=timeout
+        ):
+            yield uri

@@ -28,7 +28,15 @@ class Config:
                 f"settings.{SETTING} has unknown key(s) {', '.join(sorted(unknown))};"
                 f" known: {', '.join(sorted(KNOWN))}"
             )
-        self.store_url: str = raw.get("STORE") or DEFAULT_STORE_URL
+        store = raw.get("STORE") or DEFAULT_STORE_URL
+        # A Store object is accepted as is: an app that builds its own (say, around a
+        # client it already has) hands it over instead of a URL.
+        self.store_object: Store | None = store if isinstance(store, Store) else None
+        if self.store_object is None and not isinstance(store, str):
+            raise ConfigurationError(
+                f"settings.{SETTING}['STORE'] must be a store URL or a Store, got {store!r}"
+            )
+        self.store_url: str = store if isinstance(store, str) else store.describe()
         options = raw.get("OPTIONS") or {}
         if not isinstance(options, Mapping):
             raise ConfigurationError(f"settings.{SETTING}['OPTIONS'] must be a dict")
@@ -36,6 +44,8 @@ class Config:
         self.user_id_key: str = raw.get("USER_ID_KEY", DEFAULT_USER_ID_KEY)
 
     def store(self) -> Store:
+        if self.store_object is not None:
+            return self.store_object
         return shared_store(self.store_url, self.options)
 
 

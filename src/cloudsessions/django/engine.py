@@ -25,6 +25,8 @@ class SessionStore(SessionBase):
         super().__init__(session_key)
         # JSON of each value as last loaded or written: what save() diffs against.
         self._stored: dict[str, str] = {}
+        # Set by cycle_key: the next save creates the record under a new id.
+        self._create_on_save = False
 
     @classmethod
     def get_store(cls) -> Store:
@@ -83,9 +85,31 @@ class SessionStore(SessionBase):
             self.modified = True
             return
 
+    def cycle_key(self) -> None:
+        # Django's cycle_key creates the new record at once and the middleware then saves
+        # it again; deferring the create to that save makes a login one write cheaper.
+        data = self._session  # type: ignore[attr-defined]
+        old_key = self.session_key
+        self._session_key = self._get_new_session_key()
+        self._session_cache = data
+        self._create_on_save = self.modified = True
+        if old_key:
+            self.delete(old_key)
+
+    async def acycle_key(self) -> None:
+        data = await self._aget_session()  # type: ignore[attr-defined]
+        old_key = self.session_key
+        self._session_key = await self._aget_new_session_key()
+        self._session_cache = data
+        self._create_on_save = self.modified = True
+        if old_key:
+            await self.adelete(old_key)
+
     def save(self, must_create: bool = False) -> None:
-        if self.session_key is None:
-            return self.create()
+        if self.session_key is None or (self._create_on_save and not must_create):
+            self.create()
+            self._create_on_save = False
+            return None
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:  # the load found no live session
             return self.create()
@@ -103,8 +127,10 @@ class SessionStore(SessionBase):
         self._stored = {k: codec.encode_value(v) for k, v in data.items()}
 
     async def asave(self, must_create: bool = False) -> None:
-        if self.session_key is None:
-            return await self.acreate()
+        if self.session_key is None or (self._create_on_save and not must_create):
+            await self.acreate()
+            self._create_on_save = False
+            return None
         data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:
             return await self.acreate()

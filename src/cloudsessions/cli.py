@@ -1,0 +1,49 @@
+"""The `cloudsessions` command: the demo site and the store operations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import ops
+from .errors import CloudSessionsError
+from .urls import DEFAULT_STORE_URL, open_store
+
+FRAMEWORKS = ("django",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cloudsessions",
+        description="Server-side sessions in DynamoDB, Firestore, MongoDB or SQLite.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser("demo", help="serve the greeting demo site")
+    demo.add_argument("--framework", choices=FRAMEWORKS, default="django")
+    demo.add_argument("--store", default=DEFAULT_STORE_URL, help="store URL (default: %(default)s)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    ops.add_parsers(sub, store_required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from .demo import serve
+
+        return serve(args.framework, args.store, args.host, args.port)
+    try:
+        store = open_store(args.store)
+    except CloudSessionsError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    try:
+        return ops.run(store, args, sys.stdout, ops.ask)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""The demo as a one-file Django site: settings, views and URLs, served by runserver."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
+from django.urls import path
+from django.views.decorators.http import require_GET, require_POST
+
+from ..keys import is_valid_key, record_id
+from . import page
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    session = request.session
+    if "greeting" not in session:
+        session["greeting"] = page.new_greeting()
+    session["views"] = session.get("views", 0) + 1
+    if session.session_key is None:
+        session.save()  # so the page can show this visit's record
+    return HttpResponse(
+        page.render(
+            session["views"],
+            session["greeting"],
+            session.get(page.USER_KEY),
+            _fingerprint(session.session_key),
+            get_token(request),
+        )
+    )
+
+
+@require_POST
+def login(request: HttpRequest) -> HttpResponse:
+    # A new session id at sign-in defeats session fixation; the old record is deleted.
+    request.session.cycle_key()
+    request.session[page.USER_KEY] = request.POST.get("name", "")[:40] or "anonymous"
+    return HttpResponseRedirect("/")
+
+
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    request.session.flush()
+    return HttpResponseRedirect("/")
+
+
+def _fingerprint(key: str | None) -> str:
+    return record_id(key)[:12] if key and is_valid_key(key) else "-"
+
+
+urlpatterns = [path("", home), path("login", login), path("logout", logout)]
+
+
+def configure(store_url: str, host: str) -> None:
+    settings.configure(
+        DEBUG=False,
+        ALLOWED_HOSTS=[host, "localhost", "127.0.0.1", "[::1]"],
+        SECRET_KEY="cloudsessions-demo-only",  # noqa: S106 - a local demo
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=["cloudsessions.django"],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+        ],
+        SESSION_ENGINE="cloudsessions.django",
+        CLOUDSESSIONS={"STORE": store_url, "USER_ID_KEY": page.USER_KEY},
+        DATABASES={},
+        USE_TZ=True,
+    )
+
+
+def serve(store_url: str, host: str, port: int) -> int:
+    import django
+    from django.core.management import call_command
+
+    configure(store_url, host)
+    django.setup()
+    call_command("runserver", f"{host}:{port}", use_reloader=False)
+    return 0

@@ -1,0 +1,31 @@
+"""``manage.py cloudsessions init|check|purge|destroy``: the CLI's operations on the store of
+settings.CLOUDSESSIONS (or --store)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from .... import ops
+from ....urls import open_store
+from ...conf import config
+
+
+class Command(BaseCommand):
+    help = "Set up, check, purge or destroy the session store."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="command", required=True, metavar="OPERATION")
+        ops.add_parsers(sub, store_required=False)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("store"):
+            with contextlib.closing(open_store(options["store"])) as store:
+                status = ops.run(store, argparse.Namespace(**options), self.stdout, ops.ask)
+        else:
+            status = ops.run(config().store(), argparse.Namespace(**options), self.stdout, ops.ask)
+        if status:
+            raise CommandError(f"cloudsessions {options['command']} failed", returncode=status)

@@ -1,0 +1,110 @@
+"""The operations behind `cloudsessions init|destroy|check|purge` and `manage.py cloudsessions`.
+
+One implementation, two front doors: the CLI passes the store named by --store, the Django
+management command the store of settings.CLOUDSESSIONS unless --store is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .errors import CloudSessionsError
+from .store import Store
+
+Confirm = Callable[[str], bool]
+
+
+class Writer(Protocol):
+    def write(self, text: str, /) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
+COMMANDS = {
+    "init": "create the table/collection, indexes and TTL the store needs (idempotent)",
+    "check": "report whether the store is ready, without changing anything",
+    "purge": "remove expired sessions in batches (a no-op where the store's TTL does it)",
+    "destroy": "delete the table/collection and every session in it",
+}
+
+
+def add_parsers(sub: argparse._SubParsersAction[Any], *, store_required: bool) -> None:
+    """The operations' subcommands, shared by the CLI and the Django management command."""
+    for name, help_text in COMMANDS.items():
+        op = sub.add_parser(name, help=help_text, description=help_text)
+        op.add_argument(
+            "--store",
+            required=store_required,
+            help="store URL, e.g. sqlite:///sessions.db or dynamodb://TABLE?region=eu-west-1",
+        )
+        if name == "purge":
+            op.add_argument("--batch-size", type=int, default=500, help="records per batch")
+        if name == "destroy":
+            op.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def run(store: Store, args: argparse.Namespace, out: Writer, confirm: Confirm) -> int:
+    """Run the operation named by args.command; returns the process exit status."""
+    try:
+        operation: str = args.command
+        if operation == "init":
+            return init(store, out)
+        if operation == "check":
+            return check(store, out)
+        if operation == "purge":
+            return purge(store, out, args.batch_size)
+        return destroy(store, out, confirm if not args.yes else lambda _: True)
+    except CloudSessionsError as exc:
+        out.write(f"error: {exc}\n")
+        return 1
+
+
+def init(store: Store, out: Writer) -> int:
+    done = store.provision()
+    for line in done:
+        out.write(f"{line}\n")
+    if not done:
+        out.write(f"{store.describe()}: already set up, nothing changed\n")
+    return check(store, out)
+
+
+def check(store: Store, out: Writer) -> int:
+    results = store.check()
+    width = max((len(r.name) for r in results), default=0)
+    out.write(f"{store.describe()}\n")
+    for result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        out.write(f"  {mark} {result.name.ljust(width)}  {result.detail}\n")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        out.write(f"{len(failed)} check(s) failed\n")
+    return 1 if failed else 0
+
+
+def purge(store: Store, out: Writer, batch_size: int) -> int:
+    def progress(removed: int) -> None:
+        out.write(f"  removed {removed} expired session(s) so far\n")
+        out.flush()
+
+    removed = store.purge_expired(batch_size=batch_size, progress=progress)
+    out.write(f"removed {removed} expired session(s) from {store.describe()}\n")
+    return 0
+
+
+def destroy(store: Store, out: Writer, confirm: Confirm) -> int:
+    question = f"Delete {store.describe()} and every session in it? Type 'yes' to confirm: "
+    if not confirm(question):
+        out.write("not confirmed; nothing deleted\n")
+        return 1
+    store.drop()
+    out.write(f"deleted {store.describe()}\n")
+    return 0
+
+
+def ask(question: str) -> bool:
+    try:
+        return input(question).strip().lower() == "yes"
+    except EOFError:
+        return False
