@@ -30,11 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from .demo import serve
-
-        return serve(args.framework, args.store, args.host, args.port)
     try:
+        if args.command == "demo":
+            from .demo import serve
+
+            return serve(args.framework, args.store, args.host, args.port)
         store = open_store(args.store)
     except CloudSessionsError as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -81,7 +81,9 @@ def test_logout_deletes_the_record_and_the_cookie(on_store: Instrumented) -> Non
     client = Client()
     client.get("/login", {"user": "7"})
     key = cookie(client)
+    on_store.trips.reset()
     client.get("/logout")
+    assert on_store.trips.counts == (0, 1), "flush: one delete, nothing loaded"
     assert store.load(key) is None
     assert cookie(client) == ""  # Django's middleware deletes the cookie
     assert store.for_user("7") == []

@@ -1,0 +1,41 @@
+"""Imports stay cheap and offline, and each store's extra pulls only its own SDK."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SDKS = {"dynamodb": {"boto3", "aiobotocore"}, "firestore": {"google"}, "mongodb": {"pymongo"}}
+
+
+def test_each_store_extra_pulls_no_other_store_sdk() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for store, own in SDKS.items():
+        names = {
+            req.split(">")[0].split("=")[0].split("[")[0].split("-")[0] for req in extras[store]
+        }
+        others = set().union(*(sdk for name, sdk in SDKS.items() if name != store))
+        assert names & own, store
+        assert not names & others, f"{store} extra pulls {names & others}"
+
+
+def test_importing_the_package_and_engine_loads_no_sdk_and_reads_no_settings() -> None:
+    code = (
+        "import sys, cloudsessions, cloudsessions.django, cloudsessions.stores.sqlite\n"
+        "from cloudsessions import open_store\n"
+        "open_store('sqlite:///never-created.db')\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "bad = loaded & {'boto3', 'botocore', 'google', 'pymongo', 'flask', 'starlette'}\n"
+        "assert not bad, bad\n"
+        "assert 'django.contrib.sessions.backends.base' not in sys.modules\n"
+        "import os; assert not os.path.exists('never-created.db')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests"
+    )
+    assert done.returncode == 0, done.stderr
