@@ -51,6 +51,10 @@ def encode_data(data: Mapping[str, Any], keys: Iterable[str] | None = None) -> d
     return {encode_field(k): encode_value(data[k]) for k in chosen}
 
 
+def decode_counters(counters: Mapping[str, int]) -> dict[str, int]:
+    return {decode_field(f): int(v) for f, v in counters.items()}
+
+
 def decode_data(fields: Mapping[str, str]) -> dict[str, Any]:
     # One JSON parse for all values: parsing is most of the cost of a load.
     values = json.loads(f"[{','.join(fields.values())}]")

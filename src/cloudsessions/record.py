@@ -14,6 +14,8 @@ class SessionRecord:
     data: dict[str, Any]
     expires_at: float  # epoch seconds, UTC
     user_id: str | None = None
+    # Keys of `data` kept as counters (see Store.increment): ints the store adds to in place.
+    counters: frozenset[str] = frozenset()
 
     def is_expired(self, now: float | None = None) -> bool:
         return self.expires_at <= (time.time() if now is None else now)
@@ -21,11 +23,17 @@ class SessionRecord:
 
 @dataclass(slots=True)
 class StoredRecord:
-    """One session as a store keeps it: encoded fields (see codec), expiry, and owner."""
+    """One session as a store keeps it: encoded fields (see codec), expiry, and owner.
+
+    `fields` hold JSON text; `counters` are fields of the same namespace that the store
+    keeps as native integers so that Store.increment can add to them atomically. A field
+    name is in one of the two at most: writing JSON text to a counter's field replaces it.
+    """
 
     fields: dict[str, str]
     expires_at: float
     user_id: str | None = None
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True, frozen=True)

@@ -58,6 +58,19 @@ class Store(abc.ABC):
         rid, changes = self._prepare_save(key, record, changed)
         self._save(rid, changes, record.expires_at, record.user_id, time.time())
 
+    def increment(
+        self, key: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
+    ) -> int:
+        """Atomically add `delta` to the counter `name` of a live record; returns the new value.
+
+        One conditional write, which also sets the record's expiry: concurrent increments
+        never lose a count, and a record that was deleted or has expired raises SessionGone.
+        If `name` is not a counter yet (absent, or a plain value written by a save), it
+        becomes one worth base + delta: pass the plain integer you loaded as `base`.
+        """
+        rid, field = self._prepare_increment(key, name)
+        return self._increment(rid, field, delta, base, expires_at, time.time())
+
     def delete(self, key: str) -> None:
         """Remove the record; idempotent."""
         if keys.is_valid_key(key):
@@ -90,6 +103,12 @@ class Store(abc.ABC):
     async def asave(self, key: str, record: SessionRecord, changed: Iterable[str]) -> None:
         rid, changes = self._prepare_save(key, record, changed)
         await self._asave(rid, changes, record.expires_at, record.user_id, time.time())
+
+    async def aincrement(
+        self, key: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
+    ) -> int:
+        rid, field = self._prepare_increment(key, name)
+        return await self._aincrement(rid, field, delta, base, expires_at, time.time())
 
     async def adelete(self, key: str) -> None:
         if keys.is_valid_key(key):
@@ -144,6 +163,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _delete(self, rid: str) -> None: ...
 
+    def _increment(
+        self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
+    ) -> int:
+        """One conditional write: field = (the counter if it is one, else base) + delta."""
+        raise NotImplementedError(f"the {self.kind} store does not support increment yet")
+
     @abc.abstractmethod
     def _purge_expired(self, now: float, batch_size: int, progress: Progress | None) -> int: ...
 
@@ -171,6 +196,11 @@ class Store(abc.ABC):
     async def _adelete(self, rid: str) -> None:
         await asyncio.to_thread(self._delete, rid)
 
+    async def _aincrement(
+        self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
+    ) -> int:
+        return await asyncio.to_thread(self._increment, rid, field, delta, base, expires_at, now)
+
     # ---------------------------------------------------------------------- helpers
 
     def _encode(self, record: SessionRecord) -> StoredRecord:
@@ -196,17 +226,25 @@ class Store(abc.ABC):
         return keys.record_id(key), changes
 
     @staticmethod
+    def _prepare_increment(key: str, name: str) -> tuple[str, str]:
+        if not keys.is_valid_key(key):
+            raise SessionGone("a malformed session id names no record")
+        return keys.record_id(key), codec.encode_field(name)
+
+    @staticmethod
     def _decode(stored: StoredRecord | None) -> SessionRecord | None:
         # Expiry is enforced here, whatever the store's own TTL sweeper has done so far.
         if stored is None or stored.expires_at <= time.time():
             return None
         try:
             data = codec.decode_data(stored.fields)
+            counters = codec.decode_counters(stored.counters)
         except ValueError:
             # Treated like an unknown id, as Django does with undecodable session data.
             logger.warning("a session record could not be decoded and was ignored")
             return None
-        return SessionRecord(data, stored.expires_at, stored.user_id)
+        data.update(counters)
+        return SessionRecord(data, stored.expires_at, stored.user_id, frozenset(counters))
 
 
 def _rid_for_write(key: str) -> str:

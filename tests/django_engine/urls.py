@@ -28,6 +28,10 @@ def login(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
+def count(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"views": request.session.increment("views")})  # type: ignore[attr-defined]
+
+
 def logout(request: HttpRequest) -> HttpResponse:
     request.session.flush()
     return JsonResponse({"ok": True})
@@ -39,4 +43,5 @@ urlpatterns = [
     path("remove", remove),
     path("login", login),
     path("logout", logout),
+    path("count", count),
 ]

@@ -27,6 +27,10 @@ class SessionStore(SessionBase):
         self._stored: dict[str, str] = {}
         # Set by cycle_key: the next save creates the record under a new id.
         self._create_on_save = False
+        # Keys the store keeps as counters (see increment).
+        self._counters: set[str] = set()
+        # True once this object wrote the record: a later save with no changed key is skipped.
+        self._written = False
 
     @classmethod
     def get_store(cls) -> Store:
@@ -52,9 +56,10 @@ class SessionStore(SessionBase):
         if record is None:
             # Unknown, expired or malformed: forget the id so a new one is made on save.
             self._session_key = None
-            self._stored = {}
+            self._stored, self._counters = {}, set()
             return {}
         self._stored = {k: codec.encode_value(v) for k, v in record.data.items()}
+        self._counters = set(record.counters)
         return record.data
 
     def exists(self, session_key: str | None) -> bool:
@@ -113,18 +118,22 @@ class SessionStore(SessionBase):
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:  # the load found no live session
             return self.create()
+        changed = [] if must_create else self._changed_keys(data)
+        if not must_create and not changed and self._written:
+            return None
         record = SessionRecord(data, self._epoch(self.get_expiry_date()), self._user_id(data))
         store, key = self.get_store(), self.session_key
         try:
             if must_create:
                 store.create(key, record)
             else:
-                store.save(key, record, self._changed_keys(data))
+                store.save(key, record, changed)
         except SessionExists:
             raise CreateError from None
         except SessionGone:
             raise UpdateError from None
-        self._stored = {k: codec.encode_value(v) for k, v in data.items()}
+        self._wrote(data, must_create)
+        return None
 
     async def asave(self, must_create: bool = False) -> None:
         if self.session_key is None or (self._create_on_save and not must_create):
@@ -134,6 +143,9 @@ class SessionStore(SessionBase):
         data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:
             return await self.acreate()
+        changed = [] if must_create else self._changed_keys(data)
+        if not must_create and not changed and self._written:
+            return None
         expiry = self._epoch(await self.aget_expiry_date())
         record = SessionRecord(data, expiry, self._user_id(data))
         store, key = self.get_store(), self.session_key
@@ -141,12 +153,74 @@ class SessionStore(SessionBase):
             if must_create:
                 await store.acreate(key, record)
             else:
-                await store.asave(key, record, self._changed_keys(data))
+                await store.asave(key, record, changed)
         except SessionExists:
             raise CreateError from None
         except SessionGone:
             raise UpdateError from None
+        self._wrote(data, must_create)
+        return None
+
+    def increment(self, name: str, delta: int = 1) -> int:
+        """Add `delta` to the integer `name` atomically in the store; returns the new value.
+
+        Unlike ``session[name] += 1``, concurrent requests never lose a count. The write
+        happens now (one conditional write, which also refreshes the expiry), not at the
+        end of the request; a new session is created first.
+        """
+        data = self._session  # type: ignore[attr-defined]
+        if self.session_key is None or self._create_on_save:
+            self.save()
+        key = self.session_key
+        assert key is not None
+        try:
+            value = self.get_store().increment(
+                key,
+                name,
+                delta,
+                expires_at=self._epoch(self.get_expiry_date()),
+                base=self._increment_base(data, name),
+            )
+        except SessionGone:
+            raise UpdateError from None
+        self._counted(data, name, value)
+        return value
+
+    async def aincrement(self, name: str, delta: int = 1) -> int:
+        data = await self._aget_session()  # type: ignore[attr-defined]
+        if self.session_key is None or self._create_on_save:
+            await self.asave()
+        key = self.session_key
+        assert key is not None
+        try:
+            value = await self.get_store().aincrement(
+                key,
+                name,
+                delta,
+                expires_at=self._epoch(await self.aget_expiry_date()),
+                base=self._increment_base(data, name),
+            )
+        except SessionGone:
+            raise UpdateError from None
+        self._counted(data, name, value)
+        return value
+
+    def _increment_base(self, data: dict[str, Any], name: str) -> int:
+        # A plain integer written by an ordinary save becomes a counter from its value.
+        value = data.get(name)
+        return value if name not in self._counters and type(value) is int else 0
+
+    def _counted(self, data: dict[str, Any], name: str, value: int) -> None:
+        data[name] = value
+        self._stored[name] = codec.encode_value(value)
+        self._counters.add(name)
+        self._written = True
+
+    def _wrote(self, data: dict[str, Any], created: bool) -> None:
         self._stored = {k: codec.encode_value(v) for k, v in data.items()}
+        if created:
+            self._counters = set()  # a create writes every value as plain JSON
+        self._written = True
 
     def delete(self, session_key: str | None = None) -> None:
         if session_key is None:

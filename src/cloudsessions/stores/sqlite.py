@@ -152,7 +152,14 @@ class SQLiteStore(Store):
             ).fetchone()
         if row is None:
             return None
-        return StoredRecord(json.loads(row[0]), row[1], row[2])
+        fields, counters = {}, {}
+        for name, value in json.loads(row[0]).items():
+            # JSON text is a string; a counter is a native integer (see Store.increment).
+            if isinstance(value, str):
+                fields[name] = value
+            else:
+                counters[name] = value
+        return StoredRecord(fields, row[1], row[2], counters)
 
     def _create(self, rid: str, record: StoredRecord) -> None:
         data = json.dumps(record.fields, separators=(",", ":"), ensure_ascii=False)
@@ -184,6 +191,21 @@ class SQLiteStore(Store):
             )
         if cursor.rowcount != 1:
             raise SessionGone("the session was deleted or has expired")
+
+    def _increment(
+        self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
+    ) -> int:
+        path = _path_of(field)
+        with self._errors() as conn:
+            rows = conn.execute(
+                f"UPDATE {self.table} SET data = json_set(data, ?,"
+                " CASE json_type(data, ?) WHEN 'integer' THEN data -> ? ELSE ? END + ?),"
+                " expires_at = ? WHERE id = ? AND expires_at > ? RETURNING data ->> ?",
+                (path, path, path, base, delta, expires_at, rid, now, path),
+            ).fetchall()
+        if not rows:
+            raise SessionGone("the session was deleted or has expired")
+        return int(rows[0][0])
 
     def _delete(self, rid: str) -> None:
         with self._errors() as conn:
