@@ -10,7 +10,7 @@ from . import ops
 from .errors import CloudSessionsError
 from .urls import DEFAULT_STORE_URL, open_store
 
-FRAMEWORKS = ("django",)
+FRAMEWORKS = ("django", "flask", "asgi")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,4 +21,12 @@ def serve(framework: str, store_url: str, host: str, port: int) -> int:
         from .django_site import serve as serve_django
 
         return serve_django(store_url, host, port)
+    if framework == "flask":
+        from .flask_app import serve as serve_flask
+
+        return serve_flask(store_url, host, port)
+    if framework == "asgi":
+        from .asgi_app import serve as serve_asgi
+
+        return serve_asgi(store_url, host, port)
     raise ValueError(f"unknown framework {framework!r}")

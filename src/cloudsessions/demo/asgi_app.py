@@ -1,0 +1,80 @@
+"""The demo as a Starlette app (what FastAPI builds on), served by uvicorn."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..asgi import SessionMiddleware
+from . import page
+
+CSRF_KEY = "csrf"
+
+
+async def home(request: Request) -> Response:
+    session = request.session
+    if "greeting" not in session:
+        session["greeting"] = page.new_greeting()
+    if CSRF_KEY not in session:
+        session[CSRF_KEY] = secrets.token_urlsafe(16)
+    # One atomic write in the store: concurrent page views never lose a count.
+    views = await session.aincrement("views")  # type: ignore[attr-defined]
+    fingerprint = (session.record_id or "-")[:12]  # type: ignore[attr-defined]
+    return HTMLResponse(
+        page.render(
+            views, session["greeting"], session.get(page.USER_KEY), fingerprint, session[CSRF_KEY]
+        )
+    )
+
+
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    if form is None:
+        return PlainTextResponse("CSRF check failed", status_code=403)
+    # A new session id at sign-in defeats session fixation; the old record is deleted.
+    request.session.regenerate()  # type: ignore[attr-defined]
+    request.session[page.USER_KEY] = form.get("name", "")[:40] or "anonymous"
+    request.session[CSRF_KEY] = secrets.token_urlsafe(16)
+    return RedirectResponse("/", status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    if await _form(request) is None:
+        return PlainTextResponse("CSRF check failed", status_code=403)
+    request.session.clear()  # deletes the record and the cookie
+    return RedirectResponse("/", status_code=303)
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The posted form if its CSRF token matches the session's, else None.
+
+    Parsed here rather than with request.form(), which needs python-multipart.
+    """
+    fields = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+    sent, expected = fields.get("csrfmiddlewaretoken", ""), str(request.session.get(CSRF_KEY, ""))
+    return fields if sent and hmac.compare_digest(sent, expected) else None
+
+
+def create_app(store_url: str) -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/", home, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+        ],
+        middleware=[Middleware(SessionMiddleware, store=store_url, user_id_key=page.USER_KEY)],
+    )
+
+
+def serve(store_url: str, host: str, port: int) -> int:
+    import uvicorn
+
+    uvicorn.run(create_app(store_url), host=host, port=port)
+    return 0

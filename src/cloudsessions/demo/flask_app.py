@@ -1,0 +1,73 @@
+"""The demo as a Flask app, served by werkzeug's threaded WSGI server."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import cast
+
+from flask import Flask, abort, redirect, request, session
+from werkzeug.wrappers import Response
+
+from ..flask import CloudSessions, FlaskSession
+from . import page
+
+CSRF_KEY = "csrf"
+
+
+def create_app(store_url: str) -> Flask:
+    app = Flask("cloudsessions.demo")
+    app.config.update(CLOUDSESSIONS_STORE=store_url, CLOUDSESSIONS_USER_ID_KEY=page.USER_KEY)
+    CloudSessions(app)
+
+    @app.get("/")
+    def home() -> str:
+        if "greeting" not in session:
+            session["greeting"] = page.new_greeting()
+        if CSRF_KEY not in session:
+            session[CSRF_KEY] = secrets.token_urlsafe(16)
+        # One atomic write in the store: concurrent page views never lose a count.
+        views = _session().increment("views")
+        return page.render(
+            views,
+            session["greeting"],
+            session.get(page.USER_KEY),
+            (_session().record_id or "-")[:12],
+            session[CSRF_KEY],
+        )
+
+    @app.post("/login")
+    def login() -> Response:
+        _check_csrf()
+        # A new session id at sign-in defeats session fixation; the old record is deleted.
+        _session().regenerate()
+        session[page.USER_KEY] = request.form.get("name", "")[:40] or "anonymous"
+        session[CSRF_KEY] = secrets.token_urlsafe(16)
+        return redirect("/")
+
+    @app.post("/logout")
+    def logout() -> Response:
+        _check_csrf()
+        session.clear()  # deletes the record and the cookie
+        return redirect("/")
+
+    return app
+
+
+def _session() -> FlaskSession:
+    # Flask types its `session` proxy as SessionMixin; under CloudSessions it is this.
+    return cast(FlaskSession, session)
+
+
+def _check_csrf() -> None:
+    # The token lives in the session: a cross-site form cannot know it.
+    sent = request.form.get("csrfmiddlewaretoken", "")
+    if not hmac.compare_digest(sent, str(session.get(CSRF_KEY, ""))) or not sent:
+        abort(403)
+
+
+def serve(store_url: str, host: str, port: int) -> int:
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, create_app(store_url), threaded=True)
+    return 0

@@ -1,0 +1,115 @@
+"""The tutorial demo on every framework, served by `cloudsessions demo --framework X` in a real
+process and driven over HTTP with a real cookie jar: the same page and behaviour everywhere,
+and view counts that lose no increment under concurrent requests from one visitor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloudsessions.demo.page import GREETINGS
+from tests import stores
+from tests.services._process import free_port, run_server
+from tests.test_demo import Browser, fingerprint, views_and_greeting
+
+FRAMEWORKS = ["django", "flask", "asgi"]
+
+
+@contextlib.contextmanager
+def demo_server(framework: str, store_url: str, cwd: Path) -> Iterator[str]:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "cloudsessions.cli",
+        "demo",
+        "--framework",
+        framework,
+        "--port",
+        str(port),
+        "--store",
+        store_url,
+    ]
+    with run_server(f"demo-{framework}", argv, port, cwd=cwd, timeout=60):
+        yield f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with demo_server(request.param, f"sqlite:///{tmp_path / 'demo.db'}", tmp_path) as base:
+        yield base
+
+
+def test_visitors_keep_their_greeting_and_count_views(demo: str) -> None:
+    alice, bob = Browser(demo), Browser(demo)
+    views, greeting = views_and_greeting(alice.get())
+    assert (views, greeting in GREETINGS) == (1, True)
+    assert views_and_greeting(alice.get()) == (2, greeting)
+    assert views_and_greeting(alice.get()) == (3, greeting)
+    assert views_and_greeting(bob.get())[0] == 1  # a second visitor has a session of their own
+    assert views_and_greeting(alice.get()) == (4, greeting)
+
+
+def test_signing_in_and_out_rotates_the_session_record(demo: str) -> None:
+    browser = Browser(demo)
+    page = browser.get()
+    before = fingerprint(page)
+    _, greeting = views_and_greeting(page)
+    signed_in = browser.post("login", page, name="Ada")
+    assert 'Signed in as <b id="user">Ada</b>' in signed_in
+    assert fingerprint(signed_in) != before
+    assert views_and_greeting(signed_in) == (2, greeting), "sign-in keeps the session's data"
+    signed_out = browser.post("logout", signed_in)
+    assert "Sign in</button>" in signed_out
+    assert fingerprint(signed_out) not in (before, fingerprint(signed_in))
+    assert views_and_greeting(signed_out)[0] == 1, "sign-out starts a new session"
+
+
+def test_a_form_without_the_sessions_token_is_refused(demo: str) -> None:
+    import urllib.error
+
+    browser = Browser(demo)
+    page = browser.get()
+    forged = page.replace(
+        'name="csrfmiddlewaretoken" value="', 'name="csrfmiddlewaretoken" value="x'
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        browser.post("login", forged, name="Mallory")
+    assert refused.value.code == 403
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_concurrent_page_views_lose_no_count(
+    framework: str, store_name: str, tmp_path: Path
+) -> None:
+    url = stores.store_url(store_name, tmp_path)
+    with demo_server(framework, url, tmp_path) as base:
+        browser = Browser(base)
+        views, greeting = views_and_greeting(browser.get())
+        assert views == 1
+        requests = 20
+        barrier = threading.Barrier(requests)
+        seen: list[tuple[int, str]] = []
+        errors: list[BaseException] = []
+
+        def visit() -> None:
+            try:
+                barrier.wait(timeout=30)  # all at once, one visitor's cookie
+                seen.append(views_and_greeting(browser.get()))
+            except BaseException as exc:  # reported below, not lost in a thread
+                errors.append(exc)
+
+        workers = [threading.Thread(target=visit) for _ in range(requests)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert errors == []
+        assert sorted(seen) == [(n, greeting) for n in range(2, requests + 2)]
+        assert views_and_greeting(browser.get()) == (requests + 2, greeting)
