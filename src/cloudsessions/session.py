@@ -208,6 +208,8 @@ class SessionState:
         # JSON of each value as last loaded or written: what the commit diffs against.
         loaded = record.data if record is not None else {}
         self._stored = {k: codec.encode_value(v) for k, v in loaded.items()}
+        # Keys the store keeps as counters: an increment adds to them, whatever `base` says.
+        self._counters = set(record.counters) if record is not None else set()
         # Ids of records this request ended (regenerate/clear): deleted at the next write.
         self._ended: list[str] = []
         # True while self.key is a fresh id that the store does not hold yet.
@@ -250,6 +252,7 @@ class SessionState:
         if self.key is not None and not self._unsaved:
             self._ended.append(self.key)
         self._stored, self.expires_at = {}, None
+        self._counters = set()
 
     # ----------------------------------------------------------------- writes
 
@@ -305,8 +308,8 @@ class SessionState:
             # The store adds to its own copy; a value this request set must reach it first.
             yield from self._save(data, [name], now)
         # The store starts a field that is not a counter yet from `base`: the plain integer
-        # the session holds (a counter's own value wins over it).
-        base = value if type(value) is int else 0
+        # the session holds.
+        base = value if type(value) is int and name not in self._counters else 0
         expires_at = now + self.policy.lifetime
         try:
             result = yield _Increment(self.key, name, delta, expires_at, base)
@@ -316,6 +319,7 @@ class SessionState:
         assert isinstance(result, int)
         data[name] = result
         self._stored[name] = codec.encode_value(result)
+        self._counters.add(name)
         self.expires_at, self._wrote = expires_at, True
         return result
 
@@ -336,6 +340,7 @@ class SessionState:
                 continue
             self._unsaved = False
             self._stored = {k: codec.encode_value(v) for k, v in record.data.items()}
+            self._counters = set()  # a create writes every value as plain JSON
             self.expires_at, self._wrote = record.expires_at, True
             return
         raise SessionExists(f"no free session id after {MAX_CREATE_ATTEMPTS} attempts")
@@ -349,6 +354,7 @@ class SessionState:
         except SessionGone:
             self._lost()
             raise
+        self._counters.difference_update(changed)  # a save writes plain JSON over a counter
         for name in changed:
             if name in data:
                 self._stored[name] = codec.encode_value(data[name])

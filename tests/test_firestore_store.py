@@ -1,0 +1,553 @@
+"""Firestore-specific behaviour, against Google's emulator: URL and options, the document
+layout, the expiry guard of save, the exact size rule, bring-your-own clients, async
+clients per event loop, provisioning on the emulator, configuration errors, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from cloudsessions import (
+    ConfigurationError,
+    SessionExists,
+    SessionGone,
+    SessionRecord,
+    SessionTooLarge,
+    StoreUnavailable,
+    StoreURL,
+    new_key,
+    open_store,
+    record_id,
+)
+from cloudsessions.record import StoredRecord
+from cloudsessions.stores.firestore import MAX_DOCUMENT_BYTES, FirestoreStore
+from tests import stores
+from tests.backends import firestore as backend
+from tests.services._process import HOST, cache_dir, free_port, run_server
+from tests.services.firestore_emulator import _says_ok
+from tests.stores import RoundTrips, unique_name
+
+HOUR = 3600.0
+
+
+def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
+    return SessionRecord(data, time.time() + HOUR, user_id)
+
+
+def expired(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
+    return SessionRecord(data, time.time() - 10, user_id)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # The suites' shared emulator (started if this module runs first).
+    url = stores.store_url("firestore", tmp_path_factory.mktemp("firestore"))
+    return StoreURL.parse(url).query["emulator_host"]
+
+
+@pytest.fixture
+def fs(tmp_path: Path, host: str) -> Iterator[stores.Instrumented]:
+    """A fresh collection and a counter of its round trips."""
+    inst = stores.open_instrumented("firestore", tmp_path)
+    yield inst
+    inst.store.drop()
+    inst.store.close()
+
+
+@pytest.fixture
+def raw(host: str, monkeypatch: pytest.MonkeyPatch) -> firestore.Client:
+    """A plain SDK client on the emulator, the way an application makes one."""
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
+    return firestore.Client(project=backend.PROJECT)
+
+
+def collection_of(store: Any, raw: firestore.Client) -> firestore.CollectionReference:
+    assert isinstance(store, FirestoreStore)
+    return raw.collection(*store.path)
+
+
+# ------------------------------------------------------------------ URL and options
+
+
+def test_url_names_project_collection_and_options() -> None:
+    store = open_store("firestore://my-proj/web/site/sessions?database=sessions-db&timeout=2")
+    assert isinstance(store, FirestoreStore)
+    assert store.project == "my-proj" and store.database == "sessions-db"
+    assert store.path == ("web", "site", "sessions") and store.timeout == 2.0
+    assert store.retry_deadline == 5.0 and store.max_record_bytes == MAX_DOCUMENT_BYTES
+    assert "web/site/sessions" in store.describe() and "my-proj" in store.describe()
+    default = open_store("firestore://my-proj")
+    assert isinstance(default, FirestoreStore)
+    assert default.path == ("cloudsessions",) and default.database == "(default)"
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "fragment"),
+    [
+        ("firestore://p/a/b", {}, "must name a collection"),
+        ("firestore://p/__x__", {}, "must name a collection"),
+        ("firestore://p/a//b/c", {}, "must name a collection"),
+        ("firestore://p/c?colection=x", {}, "unknown option(s) for the firestore store"),
+        ("firestore://p/c?timeout=soon", {}, "'timeout' of the firestore store must be"),
+        ("firestore://p/c", {"client": object()}, "must be a google.cloud.firestore.Client"),
+        ("firestore://p/c", {"collection": "x"}, "must be a google.cloud.firestore.Collection"),
+    ],
+)
+def test_bad_urls_and_options_name_what_to_fix(
+    url: str, options: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        open_store(url, **options)
+
+
+def test_opening_a_store_touches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing listens there and no credentials exist: fine until the first call.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
+    store = open_store(f"firestore://p/c?emulator_host={HOST}:1")
+    assert isinstance(store, FirestoreStore) and store._handle is None
+
+
+def test_missing_credentials_say_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
+    store = open_store("firestore://p/c")
+    with pytest.raises(ConfigurationError) as raised:
+        store.load(new_key())
+    message = str(raised.value)
+    for hint in ("GOOGLE_APPLICATION_CREDENTIALS", "gcloud auth application-default login"):
+        assert hint in message
+    assert "FIRESTORE_EMULATOR_HOST" in message
+
+
+def test_missing_project_says_what_to_set(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    store = open_store(f"firestore:///c?emulator_host={host}")
+    with pytest.raises(ConfigurationError, match="firestore://PROJECT/COLLECTION"):
+        store.load(new_key())
+
+
+def test_emulator_host_comes_from_the_environment_too(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", backend.PROJECT)
+    store = open_store(f"firestore:///{unique_name()}")
+    key = new_key()
+    store.create(key, live({"a": 1}))
+    assert store.load(key).data == {"a": 1}  # type: ignore[union-attr]
+    store.drop()
+    store.close()
+
+
+# ------------------------------------------------------------------------- layout
+
+
+def test_document_layout(fs: stores.Instrumented, raw: firestore.Client) -> None:
+    store = fs.store
+    key = new_key()
+    expires_at = time.time() + HOUR
+    store.create(key, SessionRecord({"b": [1], "a.b": "x"}, expires_at, "42"))
+    doc = collection_of(store, raw).document(record_id(key)).get().to_dict()
+    assert doc is not None
+    assert doc["d"] == {"kb": "[1]", "ka%2Eb": '"x"'}
+    assert doc["keys"] == ["kb", "ka%2Eb"]
+    assert doc["user_id"] == "42"
+    stamp = doc["expires_at"]
+    assert isinstance(stamp, datetime) and stamp.tzinfo is not None
+    assert stamp.timestamp() == pytest.approx(expires_at, abs=1e-6)
+    assert doc["expires_us"] == (stamp - datetime(1970, 1, 1, tzinfo=UTC)) // stamp.resolution
+
+    later = time.time() + 2 * HOUR
+    store.save(key, SessionRecord({"c": None, "b": [1]}, later, None), ["c", "a.b"])
+    doc = collection_of(store, raw).document(record_id(key)).get().to_dict()
+    assert doc is not None
+    assert doc["d"] == {"kb": "[1]", "kc": "null"}
+    assert doc["keys"] == ["kb", "kc"] and doc["user_id"] is None
+    assert doc["expires_us"] == (doc["expires_at"] - datetime(1970, 1, 1, tzinfo=UTC)) // (
+        doc["expires_at"].resolution
+    )
+
+
+def test_key_order_survives_concurrent_saves(fs: stores.Instrumented) -> None:
+    store = fs.store
+    key = new_key()
+    store.create(key, live({"z": 1, "a": 2}))
+    first, second = store.load(key), store.load(key)
+    assert first is not None and second is not None
+    first.data["m"] = 3
+    del first.data["z"]
+    second.data["b"] = 4
+    store.save(key, first, ["m", "z"])
+    store.save(key, second, ["b"])
+    record = store.load(key)
+    assert record is not None and list(record.data) == ["a", "m", "b"]
+
+
+# -------------------------------------------------------------------- the expiry guard
+
+
+def test_save_of_an_expired_session_deletes_it_and_costs_two_writes(
+    fs: stores.Instrumented, raw: firestore.Client
+) -> None:
+    store, trips = fs.store, fs.trips
+    key = new_key()
+    store.create(key, expired({"a": 1}))
+    trips.reset()
+    with pytest.raises(SessionGone):
+        store.save(key, live({"a": 2}), ["a"])
+    assert trips.writes == ["Commit", "Commit"] and trips.reads == []
+    assert not collection_of(store, raw).document(record_id(key)).get().exists
+
+
+def test_a_save_that_reaches_an_expired_document_leaves_it_expired(
+    fs: stores.Instrumented, raw: firestore.Client
+) -> None:
+    # The guard alone, as when the clean-up delete after it fails: the commit that
+    # store.save sends, applied to an expired document, must not bring it back.
+    store = fs.store
+    assert isinstance(store, FirestoreStore)
+    key = new_key()
+    rid = record_id(key)
+    store.create(key, expired({"a": 1}))
+    ref = collection_of(store, raw).document(rid)
+    batch = raw.batch()
+    changes = store._prepare_save(key, live({"a": 2}), ["a"])[1]
+    expires = store._save_batch(batch, ref, changes, time.time() + HOUR, None, time.time())
+    results = batch.commit()
+    assert not store._was_live(results, expires)
+    doc = ref.get().to_dict()
+    assert doc is not None and doc["d"] == {"ka": "2"}  # the write happened...
+    assert doc["expires_at"] > datetime.now(UTC)  # ...with a future expiry...
+    assert store.load(key) is None  # ...and still reads as expired
+    assert store._for_user("anyone") == []
+
+
+def test_a_live_save_keeps_the_guard_equal_to_the_expiry(
+    fs: stores.Instrumented, raw: firestore.Client
+) -> None:
+    store = fs.store
+    key = new_key()
+    store.create(key, live({"a": 1}))
+    for seconds in (HOUR, 10.0, 5 * HOUR, 0.5):
+        store.save(key, SessionRecord({"a": seconds}, time.time() + seconds), ["a"])
+        record = store.load(key)
+        assert record is not None and record.data == {"a": seconds}
+    doc = collection_of(store, raw).document(record_id(key)).get().to_dict()
+    assert doc is not None
+    micros = (doc["expires_at"] - datetime(1970, 1, 1, tzinfo=UTC)) // doc["expires_at"].resolution
+    assert doc["expires_us"] == micros
+
+
+# ---------------------------------------------------------------------- size rule
+
+
+def _record_of_size(store: FirestoreStore, size: int) -> StoredRecord:
+    record = StoredRecord({"kblob": '""'}, time.time() + HOUR, "7")
+    filler = size - store.record_size(record)
+    return StoredRecord({"kblob": '"' + "x" * filler + '"'}, record.expires_at, "7")
+
+
+def test_size_rule_is_firestores_own(fs: stores.Instrumented, raw: firestore.Client) -> None:
+    store = fs.store
+    assert isinstance(store, FirestoreStore)
+    at_limit = _record_of_size(store, MAX_DOCUMENT_BYTES)
+    over = _record_of_size(store, MAX_DOCUMENT_BYTES + 1)
+    assert store.record_size(at_limit) == MAX_DOCUMENT_BYTES
+    # Firestore takes the largest document the rule allows...
+    rid = record_id(new_key())
+    store._create(rid, at_limit)
+    loaded = store._load(rid)
+    assert loaded is not None and loaded.fields == at_limit.fields
+    # ...and refuses one byte more: the rule is exact, not just cautious.
+    with pytest.raises(Exception, match="maximum entity size"):
+        collection_of(store, raw).document(record_id(new_key())).create(store._document(over))
+    fs.trips.reset()
+    with pytest.raises(SessionTooLarge):
+        store.create(new_key(), SessionRecord({"blob": "x" * MAX_DOCUMENT_BYTES}, time.time() + 9))
+    assert fs.trips.counts == (0, 0)
+
+
+def test_a_small_limit_can_be_set(host: str) -> None:
+    store = open_store(f"firestore://{backend.PROJECT}/c?max_record_bytes=1000")
+    assert store.max_record_bytes == 1000
+    with pytest.raises(SessionTooLarge):
+        store.create(new_key(), live({"blob": "x" * 1000}))
+
+
+# ---------------------------------------------------------------- bring your own client
+
+
+def test_an_existing_collection_reference_is_used_as_is(raw: firestore.Client) -> None:
+    collection = raw.collection(unique_name("byo"))
+    store = open_store("firestore://", collection=collection)
+    key = new_key()
+    store.create(key, live({"a": 1}, user_id="u"))
+    assert collection.document(record_id(key)).get().exists
+    assert [s.record_id for s in store.for_user("u")] == [record_id(key)]
+    store.drop()
+    assert list(collection.limit(1).stream()) == []
+    store.close()
+    assert collection.document("x").get().exists is False  # the app's client still works
+
+
+def test_an_existing_client_with_a_collection_from_the_url(raw: firestore.Client) -> None:
+    name = unique_name("byo")
+    store = open_store(f"firestore://{backend.PROJECT}/{name}", client=raw)
+    key = new_key()
+    store.create(key, live({"a": 1}))
+    assert raw.collection(name).document(record_id(key)).get().exists
+
+    async def twins() -> None:
+        record = await store.aload(key)
+        assert record is not None and record.data == {"a": 1}
+        with pytest.raises(SessionExists):
+            await store.acreate(key, live({}))
+
+    asyncio.run(twins())
+    store.drop()
+    with pytest.raises(ConfigurationError, match="project"):
+        open_store(f"firestore://other-project/{name}", client=raw)
+    with pytest.raises(ConfigurationError, match="'collection' option"):
+        open_store(f"firestore://{backend.PROJECT}/x", collection=raw.collection(name))
+
+
+# ------------------------------------------------------------------------- clients
+
+
+def test_one_client_per_process_made_once_under_concurrency(tmp_path: Path, host: str) -> None:
+    inst = stores.open_instrumented("firestore", tmp_path)
+    made: list[bool] = []
+    store = inst.store
+    assert isinstance(store, FirestoreStore)
+    original = store._new_client
+
+    def counting(asynchronous: bool) -> Any:
+        made.append(asynchronous)
+        time.sleep(0.05)  # widen the race a lazy init without a lock would lose
+        return original(asynchronous)
+
+    store._new_client = counting  # type: ignore[method-assign]
+    barrier = threading.Barrier(8)
+
+    def load() -> None:
+        barrier.wait()
+        store.load(new_key())
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made == [False]
+    assert inst.trips.counts == (8, 0)
+    store.close()
+
+
+def test_async_clients_are_one_per_event_loop(fs: stores.Instrumented) -> None:
+    store = fs.store
+    assert isinstance(store, FirestoreStore)
+    key = new_key()
+    store.create(key, live({"a": 1}))
+
+    async def twice() -> list[Any]:
+        first = await store.aload(key)
+        second = await store.aload(key)
+        assert first is not None and second is not None
+        return [handle[0] for handle in store._async.values()]
+
+    # grpc.aio channels belong to one loop: a client shared across loops would fail here.
+    clients = [asyncio.run(twice()) for _ in range(2)]
+    assert len(clients[0]) == 1 and clients[0][0] is not clients[1][-1]
+    assert fs.trips.reads.count("BatchGetDocuments") == 4
+
+
+# ------------------------------------------------------------------- operations
+
+
+def test_provision_check_and_drop_on_the_emulator(
+    fs: stores.Instrumented, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = fs.store
+    assert store.provision() == []
+    assert "emulator has no TTL" in caplog.text
+    for n in range(7):
+        store.create(new_key(), live({"n": n}) if n < 4 else expired({"n": n}))
+    results = {r.name: r for r in store.check()}
+    assert all(r.ok for r in results.values()), results
+    assert results["sessions"].detail == "7 stored, 3 expired"
+    assert "emulator" in results["ttl policy"].detail
+    seen: list[int] = []
+    assert isinstance(store, FirestoreStore)
+    store.drop(progress=seen.append)
+    assert seen == [7]
+    assert {r.name: r.detail for r in store.check()}["sessions"] == "0 stored, 0 expired"
+
+
+def test_check_reports_an_unreachable_store(host: str) -> None:
+    store = open_store(f"firestore://p/c?emulator_host={HOST}:{free_port()}&retry_deadline=0.5")
+    (result,) = store.check()
+    assert result.name == "collection" and not result.ok
+    assert "failed" in result.detail
+
+
+def test_purge_deletes_page_by_page(fs: stores.Instrumented) -> None:
+    store, trips = fs.store, fs.trips
+    for _ in range(5):
+        store.create(new_key(), expired({}))
+    trips.reset()
+    seen: list[int] = []
+    assert store.purge_expired(batch_size=2, progress=seen.append) == 5
+    assert seen == [2, 4, 5]
+    # A query and a batch delete per page; the short last page ends it.
+    assert trips.reads == ["RunQuery"] * 3 and trips.writes == ["Commit"] * 3
+
+
+# ---------------------------------------------------------------------- outages
+
+
+def _silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and then never says a word."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
+
+
+def test_a_store_that_does_not_answer_gives_unavailable_within_the_bound() -> None:
+    with contextlib.contextmanager(_silent_server)() as port:
+        store = open_store(
+            f"firestore://p/c?emulator_host={HOST}:{port}&timeout=0.5&retry_deadline=1"
+        )
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as raised:
+            store.load(new_key())
+        elapsed = time.monotonic() - started
+        store.close()
+    assert elapsed < 1 + 0.5 + 1.0
+    assert raised.value.__cause__ is not None
+    assert "load failed" in str(raised.value)
+
+
+@contextlib.contextmanager
+def _emulator_on(port: int) -> Iterator[str]:
+    # The shared launcher picks its own port; this test needs the same one twice.
+    host = f"{HOST}:{port}"
+    env = dict(os.environ)
+    env["CLOUDSDK_CORE_DISABLE_PROMPTS"] = "1"
+    env.setdefault("CLOUDSDK_CONFIG", str(cache_dir() / "gcloud-config"))
+    gcloud = shutil.which("gcloud") or "/usr/bin/gcloud"
+    argv = [gcloud, "emulators", "firestore", "start", f"--host-port={host}"]
+    ready = lambda: _says_ok(f"http://{host}/")  # noqa: E731
+    with run_server("firestore-emulator-outage", argv, port, env=env, ready=ready):
+        backend.warm_up(host)
+        yield host
+
+
+async def test_outage_then_recovery_on_a_dedicated_emulator() -> None:
+    port = free_port()
+    timeout, deadline = 1.0, 2.0
+    store = open_store(
+        f"firestore://{backend.PROJECT}/outage?emulator_host={HOST}:{port}"
+        f"&timeout={timeout}&retry_deadline={deadline}"
+    )
+    key = new_key()
+    with _emulator_on(port):
+        store.create(key, live({"a": 1}))
+        assert (await store.aload(key)) is not None
+
+    for call in (lambda: store.load(key), lambda: store.save(key, live({"a": 2}), ["a"])):
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as raised:
+            call()
+        assert time.monotonic() - started < deadline + timeout + 1.0
+        assert raised.value.__cause__ is not None
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.aload(key)
+    assert time.monotonic() - started < deadline + timeout + 1.0
+
+    with _emulator_on(port):
+        # The emulator keeps nothing across restarts: the same objects simply work again.
+        assert store.load(key) is None
+        store.create(key, live({"b": 2}))
+        record = await store.aload(key)
+        assert record is not None and record.data == {"b": 2}
+    store.close()
+
+
+def test_instrumentation_counts_each_attempt_on_the_wire(host: str) -> None:
+    # Retries are real RPCs: against a port with nothing behind it, several are counted.
+    trips = RoundTrips()
+    url = f"firestore://p/c?emulator_host={HOST}:{free_port()}&retry_deadline=1"
+    store = backend.instrument(url, trips)
+    with pytest.raises(StoreUnavailable):
+        store.load(new_key())
+    assert len(trips.reads) > 1 and trips.writes == []
+
+
+# ---------------------------------------------------------------------- counters
+
+
+def test_increment_is_one_write_and_loses_no_count(fs: stores.Instrumented) -> None:
+    store, trips = fs.store, fs.trips
+    key = new_key()
+    store.create(key, live({"views": "not a number", "a": 1}))
+    trips.reset()
+    assert store.increment(key, "views", expires_at=time.time() + HOUR) == 1
+    assert trips.counts == (0, 1)
+
+    def count() -> None:
+        for _ in range(5):
+            store.increment(key, "views", 2, expires_at=time.time() + HOUR)
+
+    threads = [threading.Thread(target=count) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    record = store.load(key)
+    assert record is not None and record.data == {"views": 61, "a": 1}
+    assert record.counters == frozenset({"views"})
+    # A save writes plain JSON again; an increment from its value (base) counts on.
+    store.save(key, live({"views": 10, "a": 1}), ["views"])
+    assert store.increment(key, "views", expires_at=time.time() + HOUR, base=10) == 11
+    assert store.increment(key, "views", expires_at=time.time() + HOUR) == 12
+    assert store.load(key).data == {"views": 12, "a": 1}  # type: ignore[union-attr]
+
+
+def test_increment_of_an_expired_or_deleted_session_is_gone(fs: stores.Instrumented) -> None:
+    store = fs.store
+    old, gone = new_key(), new_key()
+    store.create(old, expired({}))
+    with pytest.raises(SessionGone):
+        store.increment(old, "n", expires_at=time.time() + HOUR)
+    with pytest.raises(SessionGone):
+        store.increment(gone, "n", expires_at=time.time() + HOUR)
+    with pytest.raises(SessionGone):
+        store.increment(old, "n", expires_at=time.time() + HOUR, base=3)
+    assert store.load(old) is None and store.load(gone) is None
+
+
+async def test_async_increment(fs: stores.Instrumented) -> None:
+    store = fs.store
+    key = new_key()
+    store.create(key, live({}))
+    fs.trips.reset()
+    values = await asyncio.gather(
+        *(store.aincrement(key, "n", expires_at=time.time() + HOUR) for _ in range(10))
+    )
+    assert sorted(values) == list(range(1, 11))
+    assert fs.trips.counts == (0, 10)
+    assert await store.aincrement(key, "m", 5, expires_at=time.time() + HOUR, base=2) == 7
