@@ -39,6 +39,12 @@ def add_parsers(sub: argparse._SubParsersAction[Any], *, store_required: bool) -
             required=store_required,
             help="store URL, e.g. sqlite:///sessions.db or dynamodb://TABLE?region=eu-west-1",
         )
+        if name == "init":
+            op.add_argument(
+                "--fix",
+                action="store_true",
+                help="change what exists with other settings (e.g. an index's TTL) to ours",
+            )
         if name == "purge":
             op.add_argument("--batch-size", type=int, default=500, help="records per batch")
         if name == "destroy":
@@ -50,7 +56,7 @@ def run(store: Store, args: argparse.Namespace, out: Writer, confirm: Confirm) -
     try:
         operation: str = args.command
         if operation == "init":
-            return init(store, out)
+            return init(store, out, fix=args.fix)
         if operation == "check":
             return check(store, out)
         if operation == "purge":
@@ -61,8 +67,8 @@ def run(store: Store, args: argparse.Namespace, out: Writer, confirm: Confirm) -
         return 1
 
 
-def init(store: Store, out: Writer) -> int:
-    done = store.provision()
+def init(store: Store, out: Writer, *, fix: bool = False) -> int:
+    done = store.provision(fix=fix)
     for line in done:
         out.write(f"{line}\n")
     if not done:

@@ -128,8 +128,12 @@ class Store(abc.ABC):
     # ------------------------------------------------------------------- operations
 
     @abc.abstractmethod
-    def provision(self) -> list[str]:
-        """Create what the store needs (table, indexes, TTL); idempotent. Returns what it did."""
+    def provision(self, *, fix: bool = False) -> list[str]:
+        """Create what the store needs (table, indexes, TTL); idempotent. Returns what it did.
+
+        Something of ours that exists with other settings (say, an index with another TTL)
+        is reported as a ConfigurationError and left alone, unless `fix` is true.
+        """
 
     @abc.abstractmethod
     def drop(self) -> None:

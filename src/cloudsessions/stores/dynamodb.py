@@ -937,7 +937,7 @@ class DynamoDBStore(Store):
             **self._throughput(),
         }
 
-    def provision(self) -> list[str]:
+    def provision(self, *, fix: bool = False) -> list[str]:
         done: list[str] = []
         table = self._describe_table()
         if table is None:

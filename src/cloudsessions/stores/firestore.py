@@ -694,7 +694,7 @@ class FirestoreStore(Store):
         _, credentials, _ = self._settings()
         return FirestoreAdminClient(credentials=credentials)
 
-    def provision(self) -> list[str]:
+    def provision(self, *, fix: bool = False) -> list[str]:
         """Ask Firestore for the TTL policy on expires_at and an index exemption for d.
 
         Collections need no creating. The emulator has no Admin API (and no TTL): there

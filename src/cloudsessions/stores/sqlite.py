@@ -243,7 +243,7 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------ operations
 
-    def provision(self) -> list[str]:
+    def provision(self, *, fix: bool = False) -> list[str]:
         existed = self.path.exists()
         self._connection()  # creates the file, WAL mode and the schema
         return [] if existed and self._table_exists() else [f"created {self.describe()}"]
