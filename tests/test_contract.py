@@ -332,6 +332,7 @@ EDGE_VALUES: dict[str, Any] = {
     "%41": "percent",
     "k": "the field prefix",
     "line\nbreak": "newline",
+    "lone surrogate": "\ud800 is valid in a Python str, not in UTF-8",
     "nested keys": {"a.b": 1, "$x": 2, "": 3, "[0]": 4},
 }
 

@@ -782,3 +782,19 @@ def test_concurrent_async_increments_lose_no_count(dyn: stores.Instrumented) -> 
     assert sorted(asyncio.run(many())) == list(range(1, 21))
     record = store.load(key)
     assert record is not None and record.data == {"n": 20}
+
+
+def test_saves_that_together_outgrow_the_item_are_session_too_large(
+    dyn: stores.Instrumented,
+) -> None:
+    """Two requests each add a key that fits on its own; DynamoDB refuses the merged item."""
+    store = dyn.store
+    key = new_key()
+    later = time.time() + 3600
+    store.create(key, SessionRecord({}, later))
+    half = "x" * (store.max_record_bytes * 6 // 10)
+    store.save(key, SessionRecord({"a": half}, later), ["a"])
+    with pytest.raises(SessionTooLarge):
+        store.save(key, SessionRecord({"b": half}, later), ["b"])  # this request never saw "a"
+    record = store.load(key)
+    assert record is not None and record.data == {"a": half}

@@ -129,3 +129,21 @@ def test_provision_reports_creation_once(tmp_path: Path) -> None:
     assert store.provision() == []
     store.drop()
     assert [r.ok for r in store.check() if r.name == "table"] == [False]
+
+
+def test_a_corrupt_record_reads_as_unknown_and_a_corrupt_file_as_unavailable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.db"
+    store = open_store(f"sqlite:///{path}")
+    key = new_key()
+    store.create(key, SessionRecord({"a": 1}, time.time() + 60))
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE cloudsessions SET data = 'not json'")
+    assert store.load(key) is None
+    assert "could not be decoded" in caplog.text and key not in caplog.text
+    store.close()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreUnavailable):
+        open_store(f"sqlite:///{garbage}").load(new_key())

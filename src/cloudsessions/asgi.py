@@ -17,6 +17,7 @@ session read-only: a WebSocket cannot set a cookie, and nothing is written for i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -98,7 +99,7 @@ class SessionMiddleware:
             user_id_key=user_id_key,
         )
 
-    @property
+    @functools.cached_property
     def store(self) -> Store:
         """The store, created on first use and shared by every request of this process."""
         if isinstance(self._store_setting, Store):

@@ -38,7 +38,14 @@ def decode_field(field: str) -> str:
 
 def encode_value(value: Any) -> str:
     # Compact separators: the size limit is checked against this text.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (valid in a Python str, not in UTF-8): escape it as \udXXX.
+            text = json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def decode_value(text: str) -> Any:

@@ -25,6 +25,7 @@ rotation would log everyone out (Flask-Session 0.8 dropped signing by default to
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,7 @@ class CloudSessionInterface(SessionInterface):
             settings["CLOUDSESSIONS_REFRESH_AFTER"], "CLOUDSESSIONS_REFRESH_AFTER"
         )
 
-    @property
+    @functools.cached_property
     def store(self) -> Store:
         """The store, created on first use and shared by every request of this process."""
         if isinstance(self._store_setting, Store):

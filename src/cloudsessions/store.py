@@ -167,11 +167,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _delete(self, rid: str) -> None: ...
 
+    @abc.abstractmethod
     def _increment(
         self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
     ) -> int:
         """One conditional write: field = (the counter if it is one, else base) + delta."""
-        raise NotImplementedError(f"the {self.kind} store does not support increment yet")
 
     @abc.abstractmethod
     def _purge_expired(self, now: float, batch_size: int, progress: Progress | None) -> int: ...

@@ -76,20 +76,30 @@ def open_store(url: str = DEFAULT_STORE_URL, **options: Any) -> Store:
     return store
 
 
-_shared: dict[tuple[str, tuple[tuple[str, str], ...]], Store] = {}
+_shared: dict[tuple[str, tuple[tuple[str, object], ...]], Store] = {}
 _shared_lock = threading.Lock()
+# Objects handed over as options (SDK clients, sessions), kept alive while their id() is
+# part of a cache key, so the id cannot be reused by another object.
+_held: list[object] = []
+
+
+def _primitive(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _option_key(value: object) -> object:
+    return (type(value).__name__, value) if _primitive(value) else ("id", id(value))
 
 
 def shared_store(url: str = DEFAULT_STORE_URL, options: Mapping[str, Any] | None = None) -> Store:
     """The process-wide store for this configuration: one SDK client, reused by every request."""
     options = dict(options or {})
-    cache_key = (url, tuple(sorted((k, repr(v)) for k, v in options.items())))
-    store = _shared.get(cache_key)
-    if store is None:
-        with _shared_lock:
-            store = _shared.get(cache_key)
-            if store is None:
-                store = _shared[cache_key] = open_store(url, **options)
+    with _shared_lock:
+        cache_key = (url, tuple(sorted((k, _option_key(v)) for k, v in options.items())))
+        store = _shared.get(cache_key)
+        if store is None:
+            store = _shared[cache_key] = open_store(url, **options)
+            _held.extend(v for v in options.values() if not _primitive(v))
     return store
 
 
@@ -98,3 +108,4 @@ def close_shared_stores() -> None:
         for store in _shared.values():
             store.close()
         _shared.clear()
+        _held.clear()

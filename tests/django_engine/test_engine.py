@@ -65,9 +65,10 @@ def test_login_rotates_the_id_deletes_the_old_record_and_records_the_user(
     before = cookie(client)
 
     trips.reset()
-    client.get("/login", {"user": "42"})
+    seen_in_view = client.get("/login", {"user": "42"}).json()["key"]
     after = cookie(client)
     assert after != before
+    assert seen_in_view == after, "the id the view saw after cycle_key() is the one stored"
     assert trips.counts == (1, 2), "load, delete the old record, create the new one"
     assert store.load(before) is None, "the pre-login id is dead"
     record = store.load(after)
@@ -198,6 +199,8 @@ def test_management_command_shares_the_cli_operations(tmp_path: Path) -> None:
         ({"STORES": "sqlite:///x.db"}, "unknown key(s) STORES"),
         ("sqlite:///x.db", "must be a dict"),
         ({"STORE": 42}, "must be a store URL or a Store"),
+        ({"STORE": "sqlite://host/x.db"}, "must look like sqlite:///"),
+        ({"STORE": "sqlite:///x.db", "OPTIONS": {"timout": 3}}, "unknown option(s)"),
     ],
 )
 def test_system_check_reports_a_wrong_setting(value: object, fragment: str) -> None:

@@ -67,3 +67,14 @@ async def test_aincrement(on_store: Instrumented) -> None:
     assert await session.aincrement("views") == 1
     assert await session.aincrement("views", 2) == 3
     assert await SessionStore(session.session_key).aget("views") == 3
+
+
+def test_a_value_assigned_before_an_increment_is_the_one_incremented(
+    on_store: Instrumented,
+) -> None:
+    session = SessionStore()
+    assert session.increment("views") == 1  # now a counter in the store
+    again = SessionStore(session.session_key)
+    again["views"] = 100
+    assert again.increment("views") == 101
+    assert SessionStore(session.session_key)["views"] == 101

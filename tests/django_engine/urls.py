@@ -25,7 +25,7 @@ def remove(request: HttpRequest) -> HttpResponse:
 def login(request: HttpRequest) -> HttpResponse:
     request.session.cycle_key()
     request.session["_auth_user_id"] = request.GET["user"]
-    return JsonResponse({"ok": True})
+    return JsonResponse({"key": request.session.session_key})
 
 
 def count(request: HttpRequest) -> HttpResponse:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from ..errors import ConfigurationError
-from ..urls import StoreURL
+from ..urls import open_store
 from .conf import SETTING, Config
 
 
@@ -31,7 +31,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     try:
         config = Config(getattr(settings, SETTING, {}))
         if config.store_object is None:
-            StoreURL.parse(config.store_url)
+            # Stores touch nothing until first used, so building one here is safe and
+            # validates the URL and every option.
+            open_store(config.store_url, **config.options).close()
     except ConfigurationError as exc:
         messages.append(Error(str(exc), hint=f"Fix settings.{SETTING}.", id="cloudsessions.E001"))
     return messages

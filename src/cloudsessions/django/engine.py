@@ -111,10 +111,16 @@ class SessionStore(SessionBase):
             await self.adelete(old_key)
 
     def save(self, must_create: bool = False) -> None:
-        if self.session_key is None or (self._create_on_save and not must_create):
-            self.create()
+        if self._create_on_save and not must_create:
+            # Create under the id cycle_key() handed out, which the view may have read.
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                self.create()
             self._create_on_save = False
             return None
+        if self.session_key is None:
+            return self.create()
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:  # the load found no live session
             return self.create()
@@ -132,14 +138,19 @@ class SessionStore(SessionBase):
             raise CreateError from None
         except SessionGone:
             raise UpdateError from None
-        self._wrote(data, must_create)
+        self._wrote(data, must_create, changed)
         return None
 
     async def asave(self, must_create: bool = False) -> None:
-        if self.session_key is None or (self._create_on_save and not must_create):
-            await self.acreate()
+        if self._create_on_save and not must_create:
+            try:
+                await self.asave(must_create=True)
+            except CreateError:
+                await self.acreate()
             self._create_on_save = False
             return None
+        if self.session_key is None:
+            return await self.acreate()
         data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:
             return await self.acreate()
@@ -158,7 +169,7 @@ class SessionStore(SessionBase):
             raise CreateError from None
         except SessionGone:
             raise UpdateError from None
-        self._wrote(data, must_create)
+        self._wrote(data, must_create, changed)
         return None
 
     def increment(self, name: str, delta: int = 1) -> int:
@@ -169,7 +180,9 @@ class SessionStore(SessionBase):
         end of the request; a new session is created first.
         """
         data = self._session  # type: ignore[attr-defined]
-        if self.session_key is None or self._create_on_save:
+        if self.session_key is None or self._create_on_save or self._assigned(data, name):
+            # The store adds to its own copy: a new record, or a value this request
+            # assigned, must reach it first.
             self.save()
         key = self.session_key
         assert key is not None
@@ -188,7 +201,7 @@ class SessionStore(SessionBase):
 
     async def aincrement(self, name: str, delta: int = 1) -> int:
         data = await self._aget_session()  # type: ignore[attr-defined]
-        if self.session_key is None or self._create_on_save:
+        if self.session_key is None or self._create_on_save or self._assigned(data, name):
             await self.asave()
         key = self.session_key
         assert key is not None
@@ -205,6 +218,9 @@ class SessionStore(SessionBase):
         self._counted(data, name, value)
         return value
 
+    def _assigned(self, data: dict[str, Any], name: str) -> bool:
+        return name in data and self._stored.get(name) != codec.encode_value(data[name])
+
     def _increment_base(self, data: dict[str, Any], name: str) -> int:
         # A plain integer written by an ordinary save becomes a counter from its value.
         value = data.get(name)
@@ -216,10 +232,12 @@ class SessionStore(SessionBase):
         self._counters.add(name)
         self._written = True
 
-    def _wrote(self, data: dict[str, Any], created: bool) -> None:
+    def _wrote(self, data: dict[str, Any], created: bool, changed: list[str]) -> None:
         self._stored = {k: codec.encode_value(v) for k, v in data.items()}
         if created:
             self._counters = set()  # a create writes every value as plain JSON
+        else:
+            self._counters.difference_update(changed)  # plain JSON over a counter
         self._written = True
 
     def delete(self, session_key: str | None = None) -> None:

@@ -47,7 +47,13 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from ..errors import ConfigurationError, SessionExists, SessionGone, StoreUnavailable
+from ..errors import (
+    ConfigurationError,
+    SessionExists,
+    SessionGone,
+    SessionTooLarge,
+    StoreUnavailable,
+)
 from ..options import Options
 from ..record import Changes, CheckResult, SessionInfo, StoredRecord
 from ..store import Progress, Store
@@ -471,6 +477,10 @@ class DynamoDBStore(Store):
                 f" {', '.join(SESSION_ACTIONS)} on the table and its indexes"
                 f" (init/destroy also {', '.join(ADMIN_ACTIONS)})"
             )
+        if code == "ValidationException" and "item size" in message.lower():
+            # Keys written by other requests grew the item past 400 KB: our size check
+            # only sees this request's copy of the session.
+            return SessionTooLarge(self.max_record_bytes + 1, self.max_record_bytes, self.kind)
         if code == "ValidationException":
             return ConfigurationError(
                 f"{self.describe()}: DynamoDB refused to {what}: {message};"

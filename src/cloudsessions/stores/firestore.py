@@ -270,6 +270,9 @@ class FirestoreStore(Store):
                     f"no Google Cloud credentials for the {self.describe()}: {_CREDENTIALS_HELP}"
                 ) from exc
             project = project or found
+            # Found once: every later client (one per event loop) reuses them, so no
+            # credential lookup runs on an event loop's thread.
+            self._credentials = credentials
         project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         if not project:
             raise ConfigurationError(

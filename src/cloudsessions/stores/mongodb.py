@@ -358,7 +358,7 @@ class MongoDBStore(Store):
             if loop.is_running():  # in another thread, or around this very call
                 with contextlib.suppress(RuntimeError):  # that loop closed meanwhile
                     asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
-            elif not loop.is_closed():
+            elif not loop.is_closed() and not _loop_running_here():
                 loop.run_until_complete(closer.aclose())
 
     async def aclose(self) -> None:
@@ -803,3 +803,12 @@ async def _closed_with_loop(
     finally:
         clients.pop(loop, None)
         await client.close()
+
+
+def _loop_running_here() -> bool:
+    # run_until_complete on another loop raises while this thread is inside a running loop.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

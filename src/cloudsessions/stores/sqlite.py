@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import ConfigurationError, SessionExists, SessionGone, StoreUnavailable
 from ..options import Options
 from ..record import Changes, CheckResult, SessionInfo, StoredRecord
-from ..store import Progress, Store
+from ..store import Progress, Store, logger
 from ..urls import StoreURL
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -100,15 +100,15 @@ class SQLiteStore(Store):
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            if self.on_connect is not None:
+                self.on_connect(conn)
+            if not self._schema_ready:
+                with self._schema_lock:
+                    if not self._schema_ready:
+                        self._create_schema(conn)
+                        self._schema_ready = True
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.describe()}: {exc}") from exc
-        if self.on_connect is not None:
-            self.on_connect(conn)
-        if not self._schema_ready:
-            with self._schema_lock:
-                if not self._schema_ready:
-                    self._create_schema(conn)
-                    self._schema_ready = True
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
@@ -133,8 +133,9 @@ class SQLiteStore(Store):
             yield conn
         except sqlite3.IntegrityError:
             raise
-        except sqlite3.OperationalError as exc:
-            # "database is locked" after the busy timeout, disk I/O errors, a vanished file.
+        except sqlite3.DatabaseError as exc:
+            # "database is locked" after the busy timeout, disk I/O errors, a vanished or
+            # corrupt file.
             raise StoreUnavailable(f"{self.describe()}: {exc}") from exc
 
     def close(self) -> None:
@@ -153,7 +154,12 @@ class SQLiteStore(Store):
         if row is None:
             return None
         fields, counters = {}, {}
-        for name, value in json.loads(row[0]).items():
+        try:
+            stored = json.loads(row[0])
+        except ValueError:
+            logger.warning("a session record could not be decoded and was ignored")
+            return None
+        for name, value in stored.items():
             # JSON text is a string; a counter is a native integer (see Store.increment).
             if isinstance(value, str):
                 fields[name] = value
@@ -199,8 +205,9 @@ class SQLiteStore(Store):
         with self._errors() as conn:
             rows = conn.execute(
                 f"UPDATE {self.table} SET data = json_set(data, ?,"
-                " CASE json_type(data, ?) WHEN 'integer' THEN data -> ? ELSE ? END + ?),"
-                " expires_at = ? WHERE id = ? AND expires_at > ? RETURNING data ->> ?",
+                " CASE json_type(data, ?) WHEN 'integer' THEN json_extract(data, ?) ELSE ? END"
+                " + ?), expires_at = ? WHERE id = ? AND expires_at > ?"
+                " RETURNING json_extract(data, ?)",
                 (path, path, path, base, delta, expires_at, rid, now, path),
             ).fetchall()
         if not rows:
