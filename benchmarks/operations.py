@@ -145,7 +145,8 @@ def _plot(rows: list[tuple[str, str, float, float]], path: Path) -> None:
 
     labels = [f"{s}\n{op}" for s, op, _, _ in rows]
     ratios = [o / r for _, _, o, r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.7), 4))
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.9), 4.5))
+    ax.tick_params(axis="x", labelsize=8)
     ax.bar(labels, ratios, color=["#2b7" if r <= 1.15 else "#c33" for r in ratios])
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.axhline(1.15, color="#c33", linestyle="--", linewidth=0.8, label="target 1.15")
