@@ -16,13 +16,25 @@ import importlib
 import importlib.util
 import itertools
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from cloudsessions import SessionRecord
 from cloudsessions.store import Store
 
 ORDER = ["sqlite", "dynamodb", "firestore", "mongodb"]
+HOUR = 3600.0
+
+
+def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
+    return SessionRecord(data, time.time() + HOUR, user_id)
+
+
+def expired(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
+    return SessionRecord(data, time.time() - 10, user_id)
 
 
 def _available() -> list[str]:

@@ -22,17 +22,7 @@ from cloudsessions import (
     record_id,
 )
 from tests import stores
-from tests.stores import Instrumented
-
-HOUR = 3600.0
-
-
-def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() + HOUR, user_id)
-
-
-def expired(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() - 10, user_id)
+from tests.stores import Instrumented, expired, live
 
 
 def purges_by_ttl(inst: Instrumented, name: str) -> bool:

@@ -33,17 +33,7 @@ from tests import stores
 from tests.backends import dynamodb as backend
 from tests.services._process import free_port, run_server
 from tests.services.dynamodb_local import dynamodb_local_dir
-from tests.stores import RoundTrips, unique_name
-
-HOUR = 3600.0
-
-
-def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() + HOUR, user_id)
-
-
-def expired(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() - 10, user_id)
+from tests.stores import HOUR, RoundTrips, expired, live, unique_name
 
 
 @pytest.fixture(scope="module")

@@ -37,17 +37,7 @@ from tests import stores
 from tests.backends import firestore as backend
 from tests.services._process import HOST, cache_dir, free_port, run_server
 from tests.services.firestore_emulator import _says_ok
-from tests.stores import RoundTrips, unique_name
-
-HOUR = 3600.0
-
-
-def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() + HOUR, user_id)
-
-
-def expired(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() - 10, user_id)
+from tests.stores import HOUR, RoundTrips, expired, live, unique_name
 
 
 @pytest.fixture(scope="module")

@@ -39,18 +39,14 @@ from tests import stores
 from tests.backends import mongodb as backend
 from tests.services import secantus as secantus_service
 from tests.services._process import HOST, free_port, run_server
+from tests.stores import HOUR, live
 
-HOUR = 3600.0
 # How long the server's TTL monitor may take: SecantusDB here sweeps every second,
 # mongod every 60 s.
 TTL_DEADLINE = 130.0 if backend.real_uri() else 10.0
 
 APP_CLIENT: Any = None  # set by the bring-your-own-client tests, imported by dotted path
 APP_DATABASE: Any = None
-
-
-def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() + HOUR, user_id)
 
 
 @pytest.fixture

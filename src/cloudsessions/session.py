@@ -207,7 +207,7 @@ class SessionState:
         self.expires_at = record.expires_at if record is not None else None
         # JSON of each value as last loaded or written: what the commit diffs against.
         loaded = record.data if record is not None else {}
-        self._stored = {k: codec.encode_value(v) for k, v in loaded.items()}
+        self._stored = codec.snapshot(loaded)
         # Keys the store keeps as counters: an increment adds to them, whatever `base` says.
         self._counters = set(record.counters) if record is not None else set()
         # Ids of records this request ended (regenerate/clear): deleted at the next write.
@@ -287,7 +287,7 @@ class SessionState:
         if self.key is None or self._unsaved:
             yield from self._create(data, now)
             return Cookie.SET
-        changed = self._changed(data)
+        changed = codec.changed_keys(self._stored, data)
         if changed or self.policy.refresh_due(self.expires_at, now):
             try:
                 yield from self._save(data, changed, now)
@@ -339,7 +339,7 @@ class SessionState:
                 self.key = None
                 continue
             self._unsaved = False
-            self._stored = {k: codec.encode_value(v) for k, v in record.data.items()}
+            self._stored = codec.snapshot(record.data)
             self._counters = set()  # a create writes every value as plain JSON
             self.expires_at, self._wrote = record.expires_at, True
             return
@@ -361,12 +361,6 @@ class SessionState:
             else:
                 self._stored.pop(name, None)
         self.expires_at, self._wrote = record.expires_at, True
-
-    def _changed(self, data: Mapping[str, Any]) -> list[str]:
-        stored = self._stored
-        changed = [k for k, v in data.items() if stored.get(k) != codec.encode_value(v)]
-        changed += [k for k in stored if k not in data]
-        return changed
 
     def _lost(self) -> None:
         # Never resurrect a session ended elsewhere (logout, revocation, expiry): this

@@ -58,7 +58,7 @@ class SessionStore(SessionBase):
             self._session_key = None
             self._stored, self._counters = {}, set()
             return {}
-        self._stored = {k: codec.encode_value(v) for k, v in record.data.items()}
+        self._stored = codec.snapshot(record.data)
         self._counters = set(record.counters)
         return record.data
 
@@ -124,7 +124,7 @@ class SessionStore(SessionBase):
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:  # the load found no live session
             return self.create()
-        changed = [] if must_create else self._changed_keys(data)
+        changed = [] if must_create else codec.changed_keys(self._stored, data)
         if not must_create and not changed and self._written:
             return None
         record = SessionRecord(data, self._epoch(self.get_expiry_date()), self._user_id(data))
@@ -154,7 +154,7 @@ class SessionStore(SessionBase):
         data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined]
         if self.session_key is None:
             return await self.acreate()
-        changed = [] if must_create else self._changed_keys(data)
+        changed = [] if must_create else codec.changed_keys(self._stored, data)
         if not must_create and not changed and self._written:
             return None
         expiry = self._epoch(await self.aget_expiry_date())
@@ -233,7 +233,7 @@ class SessionStore(SessionBase):
         self._written = True
 
     def _wrote(self, data: dict[str, Any], created: bool, changed: list[str]) -> None:
-        self._stored = {k: codec.encode_value(v) for k, v in data.items()}
+        self._stored = codec.snapshot(data)
         if created:
             self._counters = set()  # a create writes every value as plain JSON
         else:
@@ -263,12 +263,6 @@ class SessionStore(SessionBase):
         await cls.get_store().apurge_expired()
 
     # ---------------------------------------------------------------- helpers
-
-    def _changed_keys(self, data: dict[str, Any]) -> list[str]:
-        stored = self._stored
-        changed = [k for k, v in data.items() if stored.get(k) != codec.encode_value(v)]
-        changed += [k for k in stored if k not in data]
-        return changed
 
     @staticmethod
     def _epoch(moment: datetime) -> float:
