@@ -6,6 +6,7 @@ and view counts that lose no increment under concurrent requests from one visito
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 import threading
 from collections.abc import Iterator
@@ -69,6 +70,25 @@ def test_signing_in_and_out_rotates_the_session_record(demo: str) -> None:
     assert "Sign in</button>" in signed_out
     assert fingerprint(signed_out) not in (before, fingerprint(signed_in))
     assert views_and_greeting(signed_out)[0] == 1, "sign-out starts a new session"
+
+
+def test_a_planted_session_id_is_not_signed_in_by_the_victims_sign_in(demo: str) -> None:
+    # Session fixation: the attacker gets an id, plants it in the victim's browser (a
+    # sibling subdomain can set cookies), and waits for the victim to sign in. The demo's
+    # sign-in only sets the user id, as Flask-Login's login_user() does; the id rotates anyway.
+    attacker, victim = Browser(demo), Browser(demo)
+    planted = fingerprint(attacker.get())
+    for cookie in attacker.jar:
+        victim.jar.set_cookie(copy.copy(cookie))
+    page = victim.get()
+    assert fingerprint(page) == planted, "the victim really uses the planted session"
+    signed_in = victim.post("login", page, name="Ada")
+    assert 'Signed in as <b id="user">Ada</b>' in signed_in
+    assert fingerprint(signed_in) != planted
+    after = attacker.get()
+    assert "Signed in as" not in after, "the planted id does not carry the victim's sign-in"
+    assert views_and_greeting(after)[0] == 1, "the planted id names no session any more"
+    assert "Signed in as" in victim.get()
 
 
 def test_a_form_without_the_sessions_token_is_refused(demo: str) -> None:

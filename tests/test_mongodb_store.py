@@ -7,7 +7,6 @@ mongodb.py). The outage tests always start a dedicated SecantusDB they can stop 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import threading
@@ -37,8 +36,8 @@ from cloudsessions.record import StoredRecord
 from cloudsessions.stores.mongodb import CLIENT_DEFAULTS, MongoDBStore, _document
 from tests import stores
 from tests.backends import mongodb as backend
-from tests.services import secantus as secantus_service
-from tests.services._process import HOST, free_port, run_server
+from tests.services._process import HOST, free_port
+from tests.services.secantus import dedicated_secantus
 from tests.stores import HOUR, live
 
 # How long the server's TTL monitor may take: SecantusDB here sweeps every second,
@@ -491,25 +490,6 @@ def test_a_dotted_path_that_does_not_import_is_a_configuration_error() -> None:
 
 
 # ------------------------------------------------------------------ outage, recovery
-
-
-@contextlib.contextmanager
-def dedicated_secantus(port: int) -> Iterator[Any]:
-    """A SecantusDB of this test's own, on `port`, so it can be stopped and paused."""
-    exe = secantus_service._secantusd()
-    argv = [
-        secantus_service._python_for(exe),
-        "-P",
-        str(secantus_service._RUNNER),
-        HOST,
-        str(port),
-        "1",
-    ]
-    uri = f"mongodb://{HOST}:{port}"
-    with run_server(
-        "secantus-outage", argv, port, ready=lambda: secantus_service._pings(uri), timeout=60
-    ) as proc:
-        yield proc
 
 
 BOUND_MS = 1000  # the store's bound on each operation in these tests

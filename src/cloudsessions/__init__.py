@@ -6,6 +6,7 @@ from .errors import (
     SessionExists,
     SessionGone,
     SessionTooLarge,
+    SessionValueError,
     StoreUnavailable,
 )
 from .keys import is_valid_key, new_key, record_id
@@ -23,6 +24,7 @@ __all__ = [
     "SessionInfo",
     "SessionRecord",
     "SessionTooLarge",
+    "SessionValueError",
     "Store",
     "StoreURL",
     "StoreUnavailable",

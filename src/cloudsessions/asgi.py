@@ -1,70 +1,74 @@
 """Starlette / FastAPI sessions on any cloudsessions store.
 
-``app.add_middleware(SessionMiddleware, store="dynamodb://sessions?region=eu-west-1")``
-
 A drop-in for Starlette's cookie-based ``starlette.middleware.sessions.SessionMiddleware``:
-``request.session`` (``scope["session"]``) is a dict, and the cookie parameters are the same
-(session_cookie, max_age, path, same_site, https_only, domain, partitioned). There is no
-secret_key: the cookie holds only a random 165-bit id (see cloudsessions.flask for why it
-is not signed). The data lives in the store, reached through its async API, and the write
-decisions are the Flask adapter's (cloudsessions.session): nothing is written for a request
-that changed nothing, only changed keys are saved, and so on.
+change the import line and nothing else. The constructor takes Starlette's arguments with
+their meaning (``secret_key`` is accepted and unused: the cookie carries only a random
+165-bit id, nothing to sign; see cloudsessions.flask), ``request.session`` is a subclass of
+Starlette's own `Session` (`modified`, `accessed`, `mark_modified()`), and Starlette's own
+session-middleware tests pass on asyncio and trio. The store comes from the ``store``
+keyword, else $CLOUDSESSIONS_STORE, else an SQLite file.
 
-The session is saved when the response starts (before its headers go out), so a store error
-is a 500 rather than a response whose cookie points nowhere. WebSocket connections get the
+The data lives in the store, reached through its async API (natively on asyncio, in a worker
+thread under trio); the write decisions are the shared lifecycle's (cloudsessions.session):
+nothing is written for a request that changed nothing, only changed keys are saved, a change
+of the user id rotates the session id, and so on. The session is saved when the response
+starts, before its headers go out, so a store error can still change the answer: 503 with
+Retry-After, never a response whose cookie points nowhere. WebSocket connections get the
 session read-only: a WebSocket cannot set a cookie, and nothing is written for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import MutableHeaders, Secret
+from starlette.middleware.sessions import Session as StarletteSession
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ConfigurationError
+from . import outage
+from .errors import ConfigurationError, StoreUnavailable
 from .session import Cookie, Policy, ServerSession, SessionState, check_refresh_after
 from .store import Store
-from .urls import DEFAULT_STORE_URL, shared_store
+from .urls import default_store_url, shared_store
 
 DEFAULT_MAX_AGE = 14 * 24 * 60 * 60  # Starlette's default: 14 days, in seconds
 
 
-class ASGISession(ServerSession):
-    """``request.session``: a dict, plus `regenerate()`, `aincrement()`, `sid`."""
+class Session(ServerSession, StarletteSession):
+    """``request.session``: Starlette's Session, plus `regenerate()`, `aincrement()`, `sid`."""
 
-    accessed = False
-
-    def __init__(self, initial: Mapping[str, Any], state: SessionState) -> None:
-        super().__init__(initial)
+    def __init__(self, initial: Mapping[str, Any] | None = None, state: SessionState | None = None):
+        super().__init__(initial or {})
         self._state = state
-
-    def mark_accessed(self) -> None:
-        # Called by Starlette's Request.session: the response then varies by Cookie.
-        self.accessed = True
 
 
 class SessionMiddleware:
     """Server-side sessions for Starlette and FastAPI.
 
-    store: a store URL or a Store object; options: store options merged over the URL's.
-    max_age: the cookie's Max-Age in seconds, None for a browser-session cookie.
+    Starlette's parameters, with Starlette's meaning: secret_key (accepted, unused),
+    session_cookie, max_age (the cookie's Max-Age in seconds, None for a browser-session
+    cookie), path, same_site, https_only, domain, partitioned. Ours, keyword-only:
+
+    store: a store URL or a Store object (default: $CLOUDSESSIONS_STORE, else SQLite);
+    options: store options merged over the URL's.
     lifetime: seconds a record lives after its last write (default: max_age, or 14 days
         when max_age is None: a record needs an expiry even when its cookie has none).
     refresh_after: the fraction of the lifetime after which a request that changed nothing
         writes a new expiry (and re-sends the cookie); 0 = every request, None = never.
     user_id_key: the session key recorded as the record's user id (for for_user()).
+    rotate_on_login: a change of that key moves the session to a new id (fixation).
+    outage_response: answer 503 when the store is unavailable (False: the error propagates);
+    retry_after: the Retry-After seconds of that answer (None: no header).
     """
 
     def __init__(
         self,
         app: ASGIApp,
-        store: str | Store = DEFAULT_STORE_URL,
-        *,
-        options: Mapping[str, Any] | None = None,
+        secret_key: str | Secret | None = None,
         session_cookie: str = "session",
         max_age: int | None = DEFAULT_MAX_AGE,
         path: str = "/",
@@ -72,12 +76,19 @@ class SessionMiddleware:
         https_only: bool = False,
         domain: str | None = None,
         partitioned: bool = False,
+        *,
+        store: str | Store | None = None,
+        options: Mapping[str, Any] | None = None,
         lifetime: float | None = None,
         refresh_after: float | None = 0.1,
         user_id_key: str | None = "_user_id",
+        rotate_on_login: bool = True,
+        outage_response: bool = True,
+        retry_after: int | None = outage.DEFAULT_RETRY_AFTER,
     ) -> None:
-        if not isinstance(store, str | Store):
+        if store is not None and not isinstance(store, str | Store):
             raise ConfigurationError(f"store must be a store URL or a Store, got {store!r}")
+        del secret_key  # see the module docstring
         self.app = app
         self._store_setting = store
         self._options = dict(options or {})
@@ -92,57 +103,100 @@ class SessionMiddleware:
             self.security_flags += f"; domain={domain}"
         if partitioned:
             self.security_flags += "; partitioned"
-        record_lifetime = lifetime if lifetime is not None else (max_age or DEFAULT_MAX_AGE)
+        if lifetime is None:
+            lifetime = max_age if max_age is not None else DEFAULT_MAX_AGE
         self.policy = Policy(
-            lifetime=float(record_lifetime),
+            lifetime=float(lifetime),
             refresh_after=check_refresh_after(refresh_after, "refresh_after"),
             user_id_key=user_id_key,
+            rotate_on_user_change=rotate_on_login,
         )
+        self.outage_response = outage_response
+        self.retry_after = outage.check_retry_after(retry_after, "retry_after")
 
     @functools.cached_property
     def store(self) -> Store:
         """The store, created on first use and shared by every request of this process."""
         if isinstance(self._store_setting, Store):
             return self._store_setting
-        return shared_store(self._store_setting, self._options)
+        return shared_store(self._store_setting or default_store_url(), self._options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         cookie = HTTPConnection(scope).cookies.get(self.session_cookie)
-        # A store error propagates: an empty session instead would silently log users out.
-        data, state = await SessionState.aload(self.store, self.policy, cookie)
-        session = ASGISession(data, state)
+        try:
+            # A store error is never an empty session, which would silently log users out.
+            data, state = await SessionState.aopen(self.store, self.policy, cookie)
+        except StoreUnavailable:
+            if not self.outage_response or scope["type"] != "http":
+                raise
+            await self._send_unavailable(send)
+            return
+        session = Session(data, state)
         scope["session"] = session
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
+        replaced = False  # the app's response was replaced by the outage answer
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the rest of the app's response, which the client never sees
             if message["type"] == "http.response.start":
-                action = await state.acommit(session)
-                message.setdefault("headers", [])
-                headers = MutableHeaders(scope=message)
-                if session.accessed or action is not Cookie.KEEP:
-                    headers.add_vary_header("Cookie")
-                if action is Cookie.SET:
-                    assert state.key is not None
-                    max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
-                    headers.append(
-                        "Set-Cookie",
-                        f"{self.session_cookie}={state.key}; path={self.path}; "
-                        f"{max_age}{self.security_flags}",
-                    )
-                elif action is Cookie.DELETE:
-                    headers.append(
-                        "Set-Cookie",
-                        f"{self.session_cookie}=null; path={self.path}; "
-                        f"expires=Thu, 01 Jan 1970 00:00:00 GMT; {self.security_flags}",
-                    )
-            await send(message)
+                try:
+                    action = await state.arun(state.commit(session))
+                except StoreUnavailable:
+                    if not self.outage_response:
+                        raise
+                    replaced = True
+                    await self._send_unavailable(send)
+                    return
+                self._set_cookie(message, session, state, action)
+            try:
+                await send(message)
+            except BaseException:
+                # The client never got the cookie of the record this request created: remove
+                # the record rather than leave it orphaned.
+                if message["type"] == "http.response.start" and state.created and state.key:
+                    with contextlib.suppress(Exception):
+                        await self.store.adelete(state.key)
+                raise
 
         await self.app(scope, receive, send_wrapper)
 
+    def _set_cookie(
+        self, message: Message, session: Session, state: SessionState, action: Cookie
+    ) -> None:
+        message.setdefault("headers", [])
+        headers = MutableHeaders(scope=message)
+        if action is Cookie.KEEP and session.modified and state.stored:
+            action = Cookie.SET  # Starlette re-sends the cookie of a modified session
+        if session.accessed or action is not Cookie.KEEP:
+            headers.add_vary_header("Cookie")
+        if action is Cookie.SET:
+            assert state.key is not None
+            max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
+            headers.append(
+                "Set-Cookie",
+                f"{self.session_cookie}={state.key}; path={self.path}; "
+                f"{max_age}{self.security_flags}",
+            )
+        elif action is Cookie.DELETE:
+            headers.append(
+                "Set-Cookie",
+                f"{self.session_cookie}=null; path={self.path}; "
+                f"expires=Thu, 01 Jan 1970 00:00:00 GMT; {self.security_flags}",
+            )
 
-__all__ = ["ASGISession", "SessionMiddleware"]
+    async def _send_unavailable(self, send: Send) -> None:
+        body = outage.BODY.encode()
+        headers = [(k.lower().encode(), v.encode()) for k, v in outage.headers(self.retry_after)]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": outage.STATUS, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["Session", "SessionMiddleware"]

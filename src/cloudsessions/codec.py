@@ -49,15 +49,8 @@ def encode_value(value: Any) -> str:
 
 
 def snapshot(data: Mapping[str, Any]) -> dict[str, str]:
-    """The JSON of each value: what a later changed_keys() compares against."""
+    """The JSON text of each value: what the session lifecycle diffs a later write against."""
     return {k: encode_value(v) for k, v in data.items()}
-
-
-def changed_keys(before: Mapping[str, str], data: Mapping[str, Any]) -> list[str]:
-    """Keys set to a different JSON value since `before`, then keys removed since."""
-    changed = [k for k, v in data.items() if before.get(k) != encode_value(v)]
-    changed += [k for k in before if k not in data]
-    return changed
 
 
 def decode_value(text: str) -> Any:

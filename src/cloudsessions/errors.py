@@ -37,5 +37,20 @@ class SessionTooLarge(CloudSessionsError):
         self.limit = limit
 
 
+class SessionValueError(CloudSessionsError, TypeError):
+    """A session value that the front door cannot store; nothing was written.
+
+    Django and ASGI sessions hold JSON values; Flask sessions also hold the types of Flask's
+    tagged JSON (tuple, bytes, Markup, UUID, datetime). The message names the key.
+    """
+
+    def __init__(self, key: str, value: object, values: str) -> None:
+        super().__init__(
+            f"session key {key!r} holds a {type(value).__name__}, which is not a {values} value;"
+            " nothing was written"
+        )
+        self.key = key
+
+
 class ConfigurationError(CloudSessionsError):
     """The configuration is wrong or incomplete; the message names what to set or run."""

@@ -1,21 +1,26 @@
 """Flask sessions on any cloudsessions store: ``CloudSessions(app)`` or ``init_app(app)``.
 
-A `flask.sessions.SessionInterface` whose sessions are `CallbackDict` + `SessionMixin`, as
-Flask's own. Cookie and id handling live here, the write decisions in
-`cloudsessions.session` (shared with the ASGI middleware), the storage in the store.
+A drop-in for Flask's own cookie session: ``flask.session`` is Flask's `SecureCookieSession`
+(so `modified`, `accessed`, `permanent` and `new` behave as Flask's), its values go through
+Flask's own tagged JSON (tuples, bytes, Markup, UUID, datetime and flashed messages
+round-trip as with Flask's cookie), and the cookie follows Flask's rules: it is set when the
+session was modified, re-sent on every request for a permanent session while
+SESSION_REFRESH_EACH_REQUEST is on, deleted when the session is emptied, with `Vary: Cookie`
+whenever the session was accessed. The store's own expiry refresh is separate and avoids
+writes (see Policy). Flask's own session tests pass with this installed.
 
 Configuration (``app.config``, read by init_app; see docs/frameworks.md):
 
-    CLOUDSESSIONS_STORE          a store URL or a Store object (default: sqlite file)
-    CLOUDSESSIONS_OPTIONS        store options, merged over the URL's query options
-    CLOUDSESSIONS_USER_ID_KEY    the session key recorded as the user id ("_user_id",
-                                 Flask-Login's); None records none
-    CLOUDSESSIONS_REFRESH_AFTER  fraction of the lifetime after which a request that
-                                 changed nothing refreshes the expiry (0.1)
-
-Flask's own settings keep their meaning: SESSION_COOKIE_NAME, _DOMAIN, _PATH, _SECURE,
-_HTTPONLY, _SAMESITE, _PARTITIONED, PERMANENT_SESSION_LIFETIME (the lifetime of every
-record, permanent or not) and SESSION_REFRESH_EACH_REQUEST (False: never refresh).
+    CLOUDSESSIONS_STORE            a store URL or a Store object (default: $CLOUDSESSIONS_STORE,
+                                   else an SQLite file)
+    CLOUDSESSIONS_OPTIONS          store options, merged over the URL's query options
+    CLOUDSESSIONS_USER_ID_KEY      the session key recorded as the user id ("_user_id",
+                                   Flask-Login's); None records none
+    CLOUDSESSIONS_ROTATE_ON_LOGIN  a change of that key moves the session to a new id (True)
+    CLOUDSESSIONS_REFRESH_AFTER    fraction of the lifetime after which a request that changed
+                                   nothing refreshes the record's expiry (0.1)
+    CLOUDSESSIONS_OUTAGE_RESPONSE  answer 503 + Retry-After when the store is unavailable (True)
+    CLOUDSESSIONS_RETRY_AFTER      the Retry-After seconds of that answer (5)
 
 The session id is not signed, and SECRET_KEY is not needed for sessions: ids carry 165
 random bits from `secrets`, a value of the wrong shape never reaches the store, and records
@@ -30,46 +35,81 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
-from flask.sessions import SessionInterface, SessionMixin
-from werkzeug.datastructures import CallbackDict
+from flask import Flask, Response, current_app
+from flask.json.tag import TaggedJSONSerializer
+from flask.sessions import SecureCookieSession, SessionInterface, SessionMixin
+from werkzeug.exceptions import InternalServerError
 
-from .errors import ConfigurationError
-from .session import Cookie, Policy, ServerSession, SessionState, check_refresh_after
+from . import outage
+from .errors import ConfigurationError, StoreUnavailable
+from .session import Cookie, Policy, ServerSession, SessionState, Values, check_refresh_after
 from .store import Store
-from .urls import DEFAULT_STORE_URL, shared_store
+from .urls import default_store_url, shared_store
 
 if TYPE_CHECKING:
-    from flask.wrappers import Request, Response
+    from flask.wrappers import Request
+    from flask.wrappers import Response as FlaskResponse
 
 PREFIX = "CLOUDSESSIONS_"
 DEFAULTS: dict[str, Any] = {
-    "CLOUDSESSIONS_STORE": DEFAULT_STORE_URL,
+    "CLOUDSESSIONS_STORE": None,
     "CLOUDSESSIONS_OPTIONS": {},
     "CLOUDSESSIONS_USER_ID_KEY": "_user_id",  # flask_login's session key
+    "CLOUDSESSIONS_ROTATE_ON_LOGIN": True,
     "CLOUDSESSIONS_REFRESH_AFTER": 0.1,
+    "CLOUDSESSIONS_OUTAGE_RESPONSE": True,
+    "CLOUDSESSIONS_RETRY_AFTER": outage.DEFAULT_RETRY_AFTER,
 }
 
 
-class FlaskSession(ServerSession, CallbackDict[str, Any], SessionMixin):
-    """``flask.session``: a dict, plus `permanent`, `regenerate()`, `increment()`, `sid`.
+class TaggedValues(Values):
+    """Flask's tagged JSON, value by value: what Flask's cookie session round-trips."""
+
+    name = "Flask tagged JSON"
+
+    def __init__(self, serializer: TaggedJSONSerializer) -> None:
+        self.serializer = serializer
+
+    def dump(self, value: Any) -> Any:
+        return self.serializer.tag(value)
+
+    def load(self, value: Any) -> Any:
+        # Inside out, as json.loads(object_hook=serializer.untag) does for Flask's cookie.
+        if isinstance(value, dict):
+            return self.serializer.untag({k: self.load(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return [self.load(v) for v in value]
+        return value
+
+
+class _Untried:
+    """The commit of this request has not been tried yet."""
+
+
+_UNTRIED = _Untried()
+
+
+class FlaskSession(ServerSession, SecureCookieSession):
+    """``flask.session``: Flask's session, plus `regenerate()`, `increment()`, `sid`.
 
     Changes are found by comparing each value's JSON with what was loaded, so mutating a
-    nested value is saved without setting `modified` (which is kept for Flask's sake only).
+    nested value is saved without setting `modified` (which keeps its meaning for the cookie).
     """
 
     def __init__(self, initial: Mapping[str, Any], state: SessionState) -> None:
-        def on_update(self: FlaskSession) -> None:
-            self.modified = True
-
-        CallbackDict.__init__(self, initial, on_update)
+        super().__init__(initial)
         self._state = state
         self.new = state.new
-        self.modified = False
+        # What the commit decided; None once it failed. Flask calls save_session again from
+        # its error path: that call must not try the store a second time.
+        self._outcome: Cookie | _Untried | None = _UNTRIED
 
 
 class CloudSessionInterface(SessionInterface):
     """The session interface CloudSessions installs; one per app."""
+
+    #: Flask's own serializer of session values, as SecureCookieSessionInterface has it.
+    serializer = TaggedJSONSerializer()
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         unknown = sorted(k for k in config if k.startswith(PREFIX) and k not in DEFAULTS)
@@ -79,7 +119,7 @@ class CloudSessionInterface(SessionInterface):
             )
         settings = {name: config.get(name, default) for name, default in DEFAULTS.items()}
         store = settings["CLOUDSESSIONS_STORE"]
-        if not isinstance(store, str | Store):
+        if store is not None and not isinstance(store, str | Store):
             raise ConfigurationError(
                 f"CLOUDSESSIONS_STORE must be a store URL or a Store, got {store!r}"
             )
@@ -89,11 +129,19 @@ class CloudSessionInterface(SessionInterface):
         user_id_key = settings["CLOUDSESSIONS_USER_ID_KEY"]
         if user_id_key is not None and not isinstance(user_id_key, str):
             raise ConfigurationError("CLOUDSESSIONS_USER_ID_KEY must be a string or None")
-        self._store_setting: str | Store = store
+        for flag in ("CLOUDSESSIONS_ROTATE_ON_LOGIN", "CLOUDSESSIONS_OUTAGE_RESPONSE"):
+            if not isinstance(settings[flag], bool):
+                raise ConfigurationError(f"{flag} must be True or False")
+        self._store_setting: str | Store | None = store
         self._options = dict(options)
         self.user_id_key: str | None = user_id_key
+        self.rotate_on_login: bool = settings["CLOUDSESSIONS_ROTATE_ON_LOGIN"]
         self.refresh_after = check_refresh_after(
             settings["CLOUDSESSIONS_REFRESH_AFTER"], "CLOUDSESSIONS_REFRESH_AFTER"
+        )
+        self.outage_response: bool = settings["CLOUDSESSIONS_OUTAGE_RESPONSE"]
+        self.retry_after = outage.check_retry_after(
+            settings["CLOUDSESSIONS_RETRY_AFTER"], "CLOUDSESSIONS_RETRY_AFTER"
         )
 
     @functools.cached_property
@@ -101,7 +149,11 @@ class CloudSessionInterface(SessionInterface):
         """The store, created on first use and shared by every request of this process."""
         if isinstance(self._store_setting, Store):
             return self._store_setting
-        return shared_store(self._store_setting, self._options)
+        return shared_store(self._store_setting or default_store_url(), self._options)
+
+    @functools.cached_property
+    def values(self) -> TaggedValues:
+        return TaggedValues(self.serializer)
 
     def policy(self, app: Flask) -> Policy:
         # Read per request, as Flask does, so a test that changes the config is honoured.
@@ -110,61 +162,64 @@ class CloudSessionInterface(SessionInterface):
             lifetime=app.permanent_session_lifetime.total_seconds(),
             refresh_after=self.refresh_after if refresh else None,
             user_id_key=self.user_id_key,
+            rotate_on_user_change=self.rotate_on_login,
+            values=self.values,
         )
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
-        # A store error propagates (500): turning it into an empty session would silently
-        # log the user out.
+        # A store error propagates (503 by default, see init_app): an empty session instead
+        # would silently log the user out.
         cookie = request.cookies.get(self.get_cookie_name(app))
-        data, state = SessionState.load(self.store, self.policy(app), cookie)
+        data, state = SessionState.open(self.store, self.policy(app), cookie)
         return FlaskSession(data, state)
 
-    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+    def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:
         if not isinstance(session, FlaskSession):
             return  # open_session failed (the error is being handled): nothing to save
         if session.accessed:
             response.vary.add("Cookie")
-        action = session._state.commit(session)
+        state = session._state
+        assert state is not None
+        if isinstance(session._outcome, _Untried):
+            session._outcome = None  # one store attempt per request, even if this raises
+            accessed = session.accessed
+            session._outcome = state.run(state.commit(session))
+            session.accessed = accessed  # the commit's reads are not the app's
+        action = session._outcome
+        if action is None:
+            return
+        if action is Cookie.KEEP and state.stored and self.should_set_cookie(app, session):
+            action = Cookie.SET  # Flask's rule: modified, or permanent and refreshed each request
         name, domain, path = (
             self.get_cookie_name(app),
             self.get_cookie_domain(app),
             self.get_cookie_path(app),
         )
-        secure, samesite, httponly = (
-            self.get_cookie_secure(app),
-            self.get_cookie_samesite(app),
-            self.get_cookie_httponly(app),
-        )
-        partitioned = self.get_cookie_partitioned(app)
+        cookie_flags: dict[str, Any] = {
+            "domain": domain,
+            "path": path,
+            "secure": self.get_cookie_secure(app),
+            "samesite": self.get_cookie_samesite(app),
+            "httponly": self.get_cookie_httponly(app),
+            "partitioned": self.get_cookie_partitioned(app),
+        }
         if action is Cookie.DELETE:
-            response.delete_cookie(
-                name,
-                domain=domain,
-                path=path,
-                secure=secure,
-                samesite=samesite,
-                httponly=httponly,
-                partitioned=partitioned,
-            )
+            response.delete_cookie(name, **cookie_flags)
             response.vary.add("Cookie")
         elif action is Cookie.SET:
-            key, expires_at = session._state.key, session._state.expires_at
-            assert key is not None and expires_at is not None
-            # A non-permanent session gets a browser-session cookie; its record still
-            # expires PERMANENT_SESSION_LIFETIME after its last write.
-            expires = datetime.fromtimestamp(expires_at, UTC) if session.permanent else None
-            response.set_cookie(
-                name,
-                key,
-                expires=expires,
-                domain=domain,
-                path=path,
-                secure=secure,
-                samesite=samesite,
-                httponly=httponly,
-                partitioned=partitioned,
-            )
+            assert state.key is not None and state.expires_at is not None
+            # A permanent session's cookie expires with its record, never later; any other
+            # gets a browser-session cookie (its record still expires after
+            # PERMANENT_SESSION_LIFETIME).
+            expires = datetime.fromtimestamp(state.expires_at, UTC) if session.permanent else None
+            response.set_cookie(name, state.key, expires=expires, **cookie_flags)
             response.vary.add("Cookie")
+
+    def unavailable(self, error: InternalServerError) -> Response | InternalServerError:
+        """Flask's 500 handler, turned into a 503 when the session store did not answer."""
+        if isinstance(error.original_exception, StoreUnavailable):
+            return Response(outage.BODY, outage.STATUS, outage.headers(self.retry_after))
+        return error
 
 
 class CloudSessions:
@@ -180,6 +235,11 @@ class CloudSessions:
         interface = CloudSessionInterface(app.config)
         app.session_interface = interface
         app.extensions["cloudsessions"] = interface
+        if interface.outage_response:
+            # A store error in open_session or save_session reaches Flask's 500 handling
+            # (it happens outside the view); an app's own 500 handler replaces this one and
+            # finds the StoreUnavailable as `error.original_exception`.
+            app.register_error_handler(InternalServerError, interface.unavailable)
 
     @staticmethod
     def get_store(app: Flask | None = None) -> Store:
@@ -189,4 +249,4 @@ class CloudSessions:
         return interface.store
 
 
-__all__ = ["CloudSessionInterface", "CloudSessions", "FlaskSession"]
+__all__ = ["CloudSessionInterface", "CloudSessions", "FlaskSession", "TaggedValues"]

@@ -1,19 +1,27 @@
-"""The per-request session logic shared by the Flask and ASGI adapters, framework-free.
+"""The session lifecycle, written once for every front door (Django, Flask, ASGI).
 
-One request's session goes through: load (one read, and none without a cookie), the view
-reading and changing a plain dict, then one commit that decides every write:
+Each front door maps its framework's session API onto one `SessionState` per request (per
+Django SessionStore object); the state makes every decision about the store:
 
-- nothing changed -> no write, no Set-Cookie (unless an expiry refresh is due, see Policy);
-- changed keys -> one conditional save of only those keys (diffed against the JSON of each
-  value as loaded, so a mutated nested value counts and an unchanged re-assignment does not);
-- new session -> one create under a fresh id from `secrets` (no existence check);
-- emptied or cleared -> the record is deleted and the cookie too;
-- regenerate() -> the old record is deleted and the data is created under a new id.
+- load: one read; none without a cookie, none for a malformed one; a miss creates nothing;
+- nothing changed -> no write (unless an expiry refresh is due, see Policy);
+- changed keys -> one conditional save of only those keys, diffed against the JSON of each
+  value as loaded, so a mutated nested value counts and an unchanged re-assignment does not;
+- new session -> one create under a fresh id from `secrets` (no existence check), tried
+  under another id at most MAX_CREATE_ATTEMPTS times;
+- emptied or cleared -> the record is deleted, and the cookie too;
+- regenerate(), or the session's user changed (session fixation) -> the old record is
+  deleted and the data created under a new id;
+- a save that finds the record gone (logged out elsewhere) never re-creates it.
 
-The decisions are written once, as generators that yield store operations (`_Op`); `drive`
-runs them on the sync store API (Flask) and `adrive` on the async one (ASGI), so the two
-adapters cannot drift apart. Store errors the logic handles (SessionExists, SessionGone)
-are thrown back into the generator; every other error propagates to the caller.
+Every value is encoded before the first write, so a value that cannot be stored fails the
+request with nothing written. State changes only after the store confirmed a write: a
+write that failed (store unavailable) leaves the session as if it had not been tried.
+
+The decisions are generators that yield store operations; `drive` runs them on the sync
+store API and `adrive` on the async one, so the sync and async paths of every front door
+are the same code. SessionExists and SessionGone are thrown back into the generator, which
+decides what they mean; every other error propagates to the caller.
 """
 
 from __future__ import annotations
@@ -21,12 +29,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
 from . import codec, keys
-from .errors import ConfigurationError, SessionExists, SessionGone
+from .errors import ConfigurationError, SessionExists, SessionGone, SessionValueError
 from .record import SessionRecord
 from .store import Store
 
@@ -40,28 +48,54 @@ MAX_CREATE_ATTEMPTS = 5
 
 
 class Cookie(Enum):
-    """What the response does with the session cookie."""
+    """What the response does with the session cookie, as far as the store is concerned."""
 
-    KEEP = "keep"  # no Set-Cookie header
-    SET = "set"  # (re)send the session id, with the current expiry
-    DELETE = "delete"  # expire the cookie in the browser
+    KEEP = "keep"  # no Set-Cookie header needed
+    SET = "set"  # (re)send the session id: the record was written
+    DELETE = "delete"  # expire the cookie in the browser: this request ended the session
+
+
+class Values:
+    """How a front door's session values become JSON values in the store, and back.
+
+    The default keeps JSON values as they are (Django's and Starlette's sessions hold JSON);
+    Flask's front door swaps in Flask's tagged JSON.
+    """
+
+    name = "JSON"
+
+    def dump(self, value: Any) -> Any:
+        return value
+
+    def load(self, value: Any) -> Any:
+        return value
+
+
+JSON_VALUES = Values()
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """How long records live and when a request that changed nothing refreshes them.
+    """One front door's configuration of the lifecycle.
 
-    Every write sets the record's expiry to now + `lifetime`. A request that changes nothing
-    writes only when a refresh is due: when more than `refresh_after` (a fraction of the
-    lifetime) has passed since the expiry was last set. With 0.1 and a 14-day lifetime an
-    active session costs one extra write every 1.4 days and survives at least 12.6 days of
-    inactivity; 0 refreshes on every request (one write each); None never refreshes, so a
-    session expires `lifetime` after its last change however often it is read.
+    Every write sets the record's expiry to now + `lifetime` (Django passes its own expiry).
+    A request that changes nothing writes only when a refresh is due: when more than
+    `refresh_after` (a fraction of the lifetime) has passed since the expiry was last set.
+    With 0.1 and a 14-day lifetime an active session costs one extra write every 1.4 days
+    and survives at least 12.6 days of inactivity; 0 refreshes on every request (one write
+    each); None never refreshes, so a session expires `lifetime` after its last change
+    however often it is read.
+
+    `user_id_key` names the session key recorded as the record's user id; with
+    `rotate_on_user_change` a change of that value (a login, a logout, another user) moves
+    the session to a new id, whatever the application calls, which closes session fixation.
     """
 
     lifetime: float
     refresh_after: float | None = 0.1
     user_id_key: str | None = None
+    rotate_on_user_change: bool = True
+    values: Values = field(default=JSON_VALUES)
 
     def refresh_due(self, expires_at: float | None, now: float) -> bool:
         if self.refresh_after is None or expires_at is None:
@@ -85,6 +119,11 @@ def check_refresh_after(value: object, name: str) -> float | None:
 
 
 # ------------------------------------------------------------------ store operations
+
+
+@dataclass(frozen=True, slots=True)
+class _Load:
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,39 +153,37 @@ class _Increment:
     base: int
 
 
-_Op = _Delete | _Create | _Save | _Increment
-Steps = Generator[_Op, int | None, T]
+_Op = _Load | _Delete | _Create | _Save | _Increment
+Steps = Generator[_Op, Any, T]
 
 
-def _run(store: Store, op: _Op) -> int | None:
+def _run(store: Store, op: _Op) -> Any:
+    if isinstance(op, _Load):
+        return store.load(op.key)
     if isinstance(op, _Delete):
-        store.delete(op.key)
-    elif isinstance(op, _Create):
-        store.create(op.key, op.record)
-    elif isinstance(op, _Save):
-        store.save(op.key, op.record, op.changed)
-    else:
-        return store.increment(op.key, op.name, op.delta, expires_at=op.expires_at, base=op.base)
-    return None
+        return store.delete(op.key)
+    if isinstance(op, _Create):
+        return store.create(op.key, op.record)
+    if isinstance(op, _Save):
+        return store.save(op.key, op.record, op.changed)
+    return store.increment(op.key, op.name, op.delta, expires_at=op.expires_at, base=op.base)
 
 
-async def _arun(store: Store, op: _Op) -> int | None:
+async def _arun(store: Store, op: _Op) -> Any:
+    if isinstance(op, _Load):
+        return await store.aload(op.key)
     if isinstance(op, _Delete):
-        await store.adelete(op.key)
-    elif isinstance(op, _Create):
-        await store.acreate(op.key, op.record)
-    elif isinstance(op, _Save):
-        await store.asave(op.key, op.record, op.changed)
-    else:
-        return await store.aincrement(
-            op.key, op.name, op.delta, expires_at=op.expires_at, base=op.base
-        )
-    return None
+        return await store.adelete(op.key)
+    if isinstance(op, _Create):
+        return await store.acreate(op.key, op.record)
+    if isinstance(op, _Save):
+        return await store.asave(op.key, op.record, op.changed)
+    return await store.aincrement(op.key, op.name, op.delta, expires_at=op.expires_at, base=op.base)
 
 
 def drive(store: Store, steps: Steps[T]) -> T:
     """Run `steps` against the sync store API."""
-    result: int | None = None
+    result: Any = None
     error: SessionExists | SessionGone | None = None
     try:
         while True:
@@ -166,7 +203,7 @@ def drive(store: Store, steps: Steps[T]) -> T:
 
 async def adrive(store: Store, steps: Steps[T]) -> T:
     """Run `steps` against the async store API (no thread hop for native async stores)."""
-    result: int | None = None
+    result: Any = None
     error: SessionExists | SessionGone | None = None
     try:
         while True:
@@ -184,57 +221,91 @@ async def adrive(store: Store, steps: Steps[T]) -> T:
         steps.close()
 
 
-# ------------------------------------------------------------------ one request's state
+# ------------------------------------------------------------------ one session's state
 
 
 class SessionState:
     """What one request knows about its session beyond the data: id, what is stored, plan.
 
-    The data itself lives in the framework's session object (a dict); methods take it as
+    The data itself lives in the framework's session object (a dict); the steps take it as
     an argument, so this class never needs to know the framework.
     """
 
-    def __init__(
-        self, store: Store, policy: Policy, cookie: str | None, record: SessionRecord | None
-    ) -> None:
+    def __init__(self, store: Store, policy: Policy, key: str | None = None) -> None:
         self.store = store
         self.policy = policy
+        self.ask(key)
+
+    def ask(self, key: str | None) -> None:
+        """Start over with the session id the browser (or the caller) named; nothing is read."""
+        # The id of this session: the one asked for until a load finds no record, then None
+        # until a new session is first written.
+        self.key = key
         # The id the browser sent, if it had the shape of one (live or not).
-        self.cookie_key = cookie if keys.is_valid_key(cookie) else None
-        # The id of this session: None until a fresh session is first written.
-        self.key = self.cookie_key if record is not None else None
-        self.new = record is None
-        self.expires_at = record.expires_at if record is not None else None
-        # JSON of each value as last loaded or written: what the commit diffs against.
-        loaded = record.data if record is not None else {}
-        self._stored = codec.snapshot(loaded)
+        self.cookie_key = key if keys.is_valid_key(key) else None
+        self.new = True
+        self.expires_at: float | None = None
+        # JSON of each value as last loaded or written: what a write diffs against.
+        self._stored: dict[str, str] = {}
         # Keys the store keeps as counters: an increment adds to them, whatever `base` says.
-        self._counters = set(record.counters) if record is not None else set()
+        self._counters: set[str] = set()
+        # The user id of the record as last loaded or written (see Policy).
+        self._user: str | None = None
         # Ids of records this request ended (regenerate/clear): deleted at the next write.
         self._ended: list[str] = []
         # True while self.key is a fresh id that the store does not hold yet.
         self._unsaved = False
         # The record vanished under us (logged out elsewhere): write nothing more.
         self.gone = False
-        # This request already wrote the record (an increment), so the cookie is re-sent.
-        self._wrote = False
+        # This request wrote the record (so the cookie is re-sent) / created it.
+        self.wrote = False
+        self.created = False
+
+    @property
+    def stored(self) -> bool:
+        """The store holds a live record under self.key, as far as this request knows."""
+        return self.key is not None and not self._unsaved and not self.new and not self.gone
+
+    def run(self, steps: Steps[T]) -> T:
+        return drive(self.store, steps)
+
+    async def arun(self, steps: Steps[T]) -> T:
+        return await adrive(self.store, steps)
 
     # ----------------------------------------------------------------- loading
 
     @classmethod
-    def load(
+    def open(
         cls, store: Store, policy: Policy, cookie: str | None
     ) -> tuple[dict[str, Any], SessionState]:
-        # No cookie, no round trip; a malformed one costs none either (Store.load checks).
-        record = store.load(cookie) if cookie else None
-        return (dict(record.data) if record else {}), cls(store, policy, cookie, record)
+        """The session named by a request's cookie: its data and state (one read at most)."""
+        state = cls(store, policy, cookie)
+        return state.run(state.load()), state
 
     @classmethod
-    async def aload(
+    async def aopen(
         cls, store: Store, policy: Policy, cookie: str | None
     ) -> tuple[dict[str, Any], SessionState]:
-        record = await store.aload(cookie) if cookie else None
-        return (dict(record.data) if record else {}), cls(store, policy, cookie, record)
+        state = cls(store, policy, cookie)
+        return await state.arun(state.load()), state
+
+    def load(self) -> Steps[dict[str, Any]]:
+        """The data of self.key's live record, or {} (and self.key None) if there is none."""
+        # No id, no round trip; a malformed one costs none either (Store.load checks).
+        record = (yield _Load(self.key)) if self.key else None
+        self._end_current(keep=False)
+        self._unsaved = self.gone = False
+        if record is None:
+            self.key, self.new = None, True
+            return {}
+        values = self.policy.values
+        data = {k: values.load(v) for k, v in record.data.items()}
+        self.new = False
+        self.expires_at = record.expires_at
+        self._stored = codec.snapshot(record.data)
+        self._counters = set(record.counters)
+        self._user = self.policy.user_id(data)
+        return data
 
     # ----------------------------------------------------------------- id changes
 
@@ -248,69 +319,97 @@ class SessionState:
         self._end_current()
         self.key, self._unsaved = None, False
 
-    def _end_current(self) -> None:
-        if self.key is not None and not self._unsaved:
+    def delete_ended(self) -> Steps[None]:
+        """Delete the records regenerate() and end() left behind, now."""
+        while self._ended:
+            yield _Delete(self._ended[0])
+            self._ended.pop(0)
+
+    def _end_current(self, keep: bool = True) -> None:
+        # A key asked for but not loaded yet (Django's flush() without a read) is deleted
+        # too: deleting an unknown id is harmless, keeping a live one is not.
+        if keep and self.key is not None and not self._unsaved:
             self._ended.append(self.key)
-        self._stored, self.expires_at = {}, None
+        self._stored, self.expires_at, self._user = {}, None, None
         self._counters = set()
+
+    def _rotate_if_user_changed(self, data: Mapping[str, Any]) -> None:
+        policy = self.policy
+        if policy.rotate_on_user_change and self.stored and policy.user_id(data) != self._user:
+            self.regenerate()
 
     # ----------------------------------------------------------------- writes
 
-    def commit(self, data: Mapping[str, Any], now: float | None = None) -> Cookie:
-        """Write what the request changed (sync store API); returns the cookie action."""
-        return drive(self.store, self._commit(data, time.time() if now is None else now))
+    def commit(self, data: Mapping[str, Any], now: float | None = None) -> Steps[Cookie]:
+        """The end of a Flask or ASGI request: write what it changed, if anything.
 
-    async def acommit(self, data: Mapping[str, Any], now: float | None = None) -> Cookie:
-        return await adrive(self.store, self._commit(data, time.time() if now is None else now))
-
-    def increment(self, data: dict[str, Any], name: str, delta: int = 1) -> int:
-        return drive(self.store, self._increment(data, name, delta, time.time()))
-
-    async def aincrement(self, data: dict[str, Any], name: str, delta: int = 1) -> int:
-        return await adrive(self.store, self._increment(data, name, delta, time.time()))
-
-    def _commit(self, data: Mapping[str, Any], now: float) -> Steps[Cookie]:
-        ended = bool(self._ended)
-        yield from self._delete_ended()
+        An emptied session is deleted; a session ended elsewhere is left alone (the changes
+        are dropped, with a warning). Returns what to do with the cookie.
+        """
+        now = time.time() if now is None else now
+        texts = self._encode(data)
         if self.gone:
             return Cookie.KEEP
         if not data:
-            if self.key is not None and not self._unsaved:
-                yield _Delete(self.key)  # emptied: the session ends
-                ended = True
+            if self.stored:
+                self._end_current()
+            ended = bool(self._ended)
+            yield from self.delete_ended()
             self.key, self._unsaved = None, False
             # Only a session this request ended loses its cookie. A cookie that named no live
             # session is left alone: a concurrent login may just have replaced it, and
             # deleting it would log that browser out. It costs one read per request until
             # the browser gets a new id, and nothing at all if it is malformed.
             return Cookie.DELETE if ended and self.cookie_key else Cookie.KEEP
-        if self.key is None or self._unsaved:
-            yield from self._create(data, now)
-            return Cookie.SET
-        changed = codec.changed_keys(self._stored, data)
-        if changed or self.policy.refresh_due(self.expires_at, now):
-            try:
-                yield from self._save(data, changed, now)
-            except SessionGone:
-                return Cookie.KEEP
-        return Cookie.SET if self._wrote else Cookie.KEEP
+        touch = self.policy.refresh_due(self.expires_at, now)
+        try:
+            yield from self._write(data, texts, now + self.policy.lifetime, touch=touch)
+        except SessionGone:
+            return Cookie.KEEP
+        return Cookie.SET if self.wrote else Cookie.KEEP
 
-    def _increment(self, data: dict[str, Any], name: str, delta: int, now: float) -> Steps[int]:
+    def save(
+        self, data: Mapping[str, Any], expires_at: float, *, must_create: bool = False
+    ) -> Steps[None]:
+        """An explicit save (Django's save()): write now, an empty session included.
+
+        Nothing changed since this object last wrote -> no write; otherwise the changed keys,
+        or only the expiry. `must_create` creates under the current id and raises
+        SessionExists if it is taken. A record ended elsewhere raises SessionGone.
+        """
+        texts = self._encode(data)
+        exact = must_create and self.key is not None
+        yield from self._write(data, texts, expires_at, touch=not self.wrote, exact=exact)
+
+    def create(self, data: Mapping[str, Any], expires_at: float) -> Steps[None]:
+        """Store the data under a fresh id (Django's create()); the current id is dropped."""
+        texts = self._encode(data)
+        self.key, self._unsaved = None, False
+        yield from self._create(data, texts, expires_at)
+
+    def increment(
+        self, data: dict[str, Any], name: str, delta: int, expires_at: float | None = None
+    ) -> Steps[int]:
+        """Add `delta` to the counter `name` in the store, now; sets data[name].
+
+        A new or regenerated session is created first, and a value this request assigned
+        to `name` is saved first, because the store adds to its own copy.
+        """
         if self.gone:
             raise SessionGone("the session was deleted or has expired")
-        yield from self._delete_ended()
+        expires_at = time.time() + self.policy.lifetime if expires_at is None else expires_at
+        texts = self._encode(data)
+        self._rotate_if_user_changed(data)
+        yield from self.delete_ended()
         if self.key is None or self._unsaved:
-            # The counter must live in a record: create it (with the data so far) first.
-            yield from self._create(data, now)
+            yield from self._create(data, texts, expires_at)
+        elif name in data and self._stored.get(name) != texts[name]:
+            yield from self._save(data, texts, [name], expires_at)
         assert self.key is not None
-        value = data.get(name)
-        if name in data and self._stored.get(name) != codec.encode_value(value):
-            # The store adds to its own copy; a value this request set must reach it first.
-            yield from self._save(data, [name], now)
         # The store starts a field that is not a counter yet from `base`: the plain integer
         # the session holds.
+        value = data.get(name)
         base = value if type(value) is int and name not in self._counters else 0
-        expires_at = now + self.policy.lifetime
         try:
             result = yield _Increment(self.key, name, delta, expires_at, base)
         except SessionGone:
@@ -320,83 +419,137 @@ class SessionState:
         data[name] = result
         self._stored[name] = codec.encode_value(result)
         self._counters.add(name)
-        self.expires_at, self._wrote = expires_at, True
+        self.expires_at, self.wrote = expires_at, True
         return result
 
-    def _delete_ended(self) -> Steps[None]:
-        while self._ended:
-            yield _Delete(self._ended[0])
-            self._ended.pop(0)
+    def _write(
+        self,
+        data: Mapping[str, Any],
+        texts: dict[str, str],
+        expires_at: float,
+        *,
+        touch: bool,
+        exact: bool = False,
+    ) -> Steps[None]:
+        """The one write a request makes: create, save the changed keys, or refresh."""
+        if not exact:
+            self._rotate_if_user_changed(data)
+        yield from self.delete_ended()
+        if exact or self.key is None or self._unsaved or self.new:
+            yield from self._create(data, texts, expires_at, exact=exact)
+            return
+        changed = [k for k, text in texts.items() if self._stored.get(k) != text]
+        changed += [k for k in self._stored if k not in texts]
+        if changed or touch:
+            yield from self._save(data, texts, changed, expires_at)
 
-    def _create(self, data: Mapping[str, Any], now: float) -> Steps[None]:
-        record = SessionRecord(dict(data), now + self.policy.lifetime, self.policy.user_id(data))
+    def _create(
+        self,
+        data: Mapping[str, Any],
+        texts: dict[str, str],
+        expires_at: float,
+        *,
+        exact: bool = False,
+    ) -> Steps[None]:
+        user = self.policy.user_id(data)
+        record = SessionRecord(self._dump(data), expires_at, user)
+        # A regenerated id may already be in the view's hands (Django's session_key): use it.
+        key = self.key if exact or self._unsaved else None
         for _ in range(MAX_CREATE_ATTEMPTS):
-            if self.key is None:
-                self.key = keys.new_key()
+            candidate = key or keys.new_key()
             try:
-                yield _Create(self.key, record)
+                yield _Create(candidate, record)
             except SessionExists:
-                self.key = None
+                if exact:
+                    raise
+                key = None
                 continue
-            self._unsaved = False
-            self._stored = codec.snapshot(record.data)
-            self._counters = set()  # a create writes every value as plain JSON
-            self.expires_at, self._wrote = record.expires_at, True
+            self.key, self._unsaved, self.new, self.gone = candidate, False, False, False
+            self._stored, self._counters, self._user = dict(texts), set(), user
+            self.expires_at, self.wrote, self.created = expires_at, True, True
             return
         raise SessionExists(f"no free session id after {MAX_CREATE_ATTEMPTS} attempts")
 
-    def _save(self, data: Mapping[str, Any], changed: list[str], now: float) -> Steps[None]:
+    def _save(
+        self,
+        data: Mapping[str, Any],
+        texts: dict[str, str],
+        changed: list[str],
+        expires_at: float,
+    ) -> Steps[None]:
         assert self.key is not None
-        user_id = self.policy.user_id(data)
-        record = SessionRecord(dict(data), now + self.policy.lifetime, user_id)
+        user = self.policy.user_id(data)
         try:
-            yield _Save(self.key, record, changed)
+            yield _Save(self.key, SessionRecord(self._dump(data), expires_at, user), changed)
         except SessionGone:
             self._lost()
             raise
         self._counters.difference_update(changed)  # a save writes plain JSON over a counter
         for name in changed:
-            if name in data:
-                self._stored[name] = codec.encode_value(data[name])
+            if name in texts:
+                self._stored[name] = texts[name]
             else:
                 self._stored.pop(name, None)
-        self.expires_at, self._wrote = record.expires_at, True
+        self._user, self.expires_at, self.wrote = user, expires_at, True
+
+    def _encode(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """The JSON text of every value; a value that has none fails here, before any write."""
+        values = self.policy.values
+        texts = {}
+        for key, value in data.items():
+            try:
+                texts[key] = codec.encode_value(values.dump(value))
+            except (TypeError, ValueError) as exc:
+                raise SessionValueError(key, value, values.name) from exc
+        return texts
+
+    def _dump(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        values = self.policy.values
+        if values is JSON_VALUES:
+            return dict(data)
+        return {k: values.dump(v) for k, v in data.items()}
 
     def _lost(self) -> None:
-        # Never resurrect a session ended elsewhere (logout, revocation, expiry): this
-        # request's changes are dropped and the cookie is left as it is (see _commit).
+        # Never resurrect a session ended elsewhere (logout, revocation, expiry).
         self.gone = True
         logger.warning(
             "a session was deleted or expired while a request used it; its changes were dropped"
         )
 
 
-class ServerSession(dict[str, Any]):
-    """The methods every adapter's session object adds to the plain dict interface.
+class ServerSession:
+    """The methods the Flask and ASGI session objects add to their framework's dict.
 
-    Subclasses set `_state` in their constructor.
+    Mixed into a dict subclass (Flask's SecureCookieSession, Starlette's Session); the
+    subclass sets `_state` (None for a session object made outside a request).
     """
 
-    _state: SessionState
+    _state: SessionState | None = None
+
+    def _require_state(self) -> SessionState:
+        if self._state is None:
+            raise RuntimeError("this session object is not attached to a request")
+        return self._state
 
     @property
     def sid(self) -> str | None:
         """The session id (the cookie value); None for a session not written yet."""
-        return self._state.key
+        return self._state.key if self._state is not None else None
 
     @property
     def record_id(self) -> str | None:
         """The id the record is stored under (a hash of the session id): safe to show or log."""
-        key = self._state.key
-        return keys.record_id(key) if key is not None else None
+        key = self.sid
+        return keys.record_id(key) if key is not None and keys.is_valid_key(key) else None
 
     def regenerate(self) -> None:
         """A new session id for the same data, e.g. at login (defeats session fixation).
 
         The old record is deleted and the data created under the new id when the response
-        is sent (or at the next increment): one delete and one create.
+        is sent (or at the next increment): one delete and one create. A change of the user
+        id key does this by itself (see Policy.rotate_on_user_change).
         """
-        self._state.regenerate()
+        self._require_state().regenerate()
 
     cycle_key = regenerate  # Django's name for it
 
@@ -406,8 +559,9 @@ class ServerSession(dict[str, Any]):
         Anything set afterwards in the same request starts a new session with a new id,
         so clear() at login or logout also rotates the id.
         """
-        super().clear()
-        self._state.end()
+        super().clear()  # type: ignore[misc]
+        if self._state is not None:
+            self._state.end()
 
     def increment(self, name: str, delta: int = 1) -> int:
         """Add `delta` to the integer `name` atomically in the store; returns the new value.
@@ -416,8 +570,14 @@ class ServerSession(dict[str, Any]):
         once (one conditional write that also refreshes the expiry); a new or regenerated
         session is created first. Raises SessionGone if the session was ended elsewhere.
         """
-        return self._state.increment(self, name, delta)
+        state = self._require_state()
+        return state.run(state.increment(self._data(), name, delta))
 
     async def aincrement(self, name: str, delta: int = 1) -> int:
         """increment() through the store's async API."""
-        return await self._state.aincrement(self, name, delta)
+        state = self._require_state()
+        return await state.arun(state.increment(self._data(), name, delta))
+
+    def _data(self) -> dict[str, Any]:
+        assert isinstance(self, dict)
+        return self

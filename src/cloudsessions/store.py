@@ -6,16 +6,23 @@ record id kept at rest, encodes values (see codec), checks the size limit before
 write and enforces expiry on read. A store implements only the underscore methods, which
 work on record ids and encoded fields; async twins default to the sync method in a worker
 thread and a store with a native async client overrides them.
+
+The async API runs under any event loop anyio supports (asyncio and trio): the SDKs' native
+async clients are asyncio-only, so under any other loop every call takes the sync client in
+a worker thread (anyio's), which is what a store without a native client always does.
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import ClassVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar, TypeVar
+
+import anyio.to_thread
+import sniffio
 
 from . import codec, keys
 from .errors import SessionGone, SessionTooLarge
@@ -25,6 +32,8 @@ logger = logging.getLogger("cloudsessions")
 
 Progress = Callable[[int], None]
 """Called by purge_expired with the running count of removed records."""
+
+T = TypeVar("T")
 
 # Room for the record id, expiry, user id and attribute names around the session fields.
 RECORD_OVERHEAD = 512
@@ -95,35 +104,46 @@ class Store(abc.ABC):
     async def aload(self, key: str) -> SessionRecord | None:
         if not keys.is_valid_key(key):
             return None
-        return self._decode(await self._aload(keys.record_id(key)))
+        return self._decode(await self._native(self._aload, self._load, keys.record_id(key)))
 
     async def acreate(self, key: str, record: SessionRecord) -> None:
-        await self._acreate(_rid_for_write(key), self._encode(record))
+        await self._native(self._acreate, self._create, _rid_for_write(key), self._encode(record))
 
     async def asave(self, key: str, record: SessionRecord, changed: Iterable[str]) -> None:
         rid, changes = self._prepare_save(key, record, changed)
-        await self._asave(rid, changes, record.expires_at, record.user_id, time.time())
+        args = (rid, changes, record.expires_at, record.user_id, time.time())
+        await self._native(self._asave, self._save, *args)
 
     async def aincrement(
         self, key: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
     ) -> int:
         rid, field = self._prepare_increment(key, name)
-        return await self._aincrement(rid, field, delta, base, expires_at, time.time())
+        args = (rid, field, delta, base, expires_at, time.time())
+        return await self._native(self._aincrement, self._increment, *args)
 
     async def adelete(self, key: str) -> None:
         if keys.is_valid_key(key):
-            await self._adelete(keys.record_id(key))
+            await self._native(self._adelete, self._delete, keys.record_id(key))
 
     async def apurge_expired(
         self, *, batch_size: int = 500, progress: Progress | None = None
     ) -> int:
-        return await asyncio.to_thread(self.purge_expired, batch_size=batch_size, progress=progress)
+        call = functools.partial(self.purge_expired, batch_size=batch_size, progress=progress)
+        return await in_thread(call)
 
     async def afor_user(self, user_id: str) -> list[SessionInfo]:
-        return await asyncio.to_thread(self.for_user, user_id)
+        return await in_thread(functools.partial(self.for_user, user_id))
 
     async def adelete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
-        return await asyncio.to_thread(self.delete_for_user, user_id, keep=keep)
+        return await in_thread(functools.partial(self.delete_for_user, user_id, keep=keep))
+
+    @staticmethod
+    async def _native(native: Callable[..., Awaitable[T]], sync: Callable[..., T], *args: Any) -> T:
+        # The SDKs' async clients need asyncio; under trio (or any other loop) the sync
+        # client runs in a worker thread instead.
+        if _on_asyncio():
+            return await native(*args)
+        return await in_thread(functools.partial(sync, *args))
 
     # ------------------------------------------------------------------- operations
 
@@ -186,24 +206,28 @@ class Store(abc.ABC):
         """Bytes the store will count against its item limit; stores refine it."""
         return codec.encoded_size(record.fields) + 8 * len(record.fields) + RECORD_OVERHEAD
 
+    # Native async twins, called under asyncio only (see _native); by default the sync
+    # method in a worker thread.
+
     async def _aload(self, rid: str) -> StoredRecord | None:
-        return await asyncio.to_thread(self._load, rid)
+        return await in_thread(functools.partial(self._load, rid))
 
     async def _acreate(self, rid: str, record: StoredRecord) -> None:
-        await asyncio.to_thread(self._create, rid, record)
+        await in_thread(functools.partial(self._create, rid, record))
 
     async def _asave(
         self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
     ) -> None:
-        await asyncio.to_thread(self._save, rid, changes, expires_at, user_id, now)
+        await in_thread(functools.partial(self._save, rid, changes, expires_at, user_id, now))
 
     async def _adelete(self, rid: str) -> None:
-        await asyncio.to_thread(self._delete, rid)
+        await in_thread(functools.partial(self._delete, rid))
 
     async def _aincrement(
         self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
     ) -> int:
-        return await asyncio.to_thread(self._increment, rid, field, delta, base, expires_at, now)
+        call = functools.partial(self._increment, rid, field, delta, base, expires_at, now)
+        return await in_thread(call)
 
     # ---------------------------------------------------------------------- helpers
 
@@ -249,6 +273,18 @@ class Store(abc.ABC):
             return None
         data.update(counters)
         return SessionRecord(data, stored.expires_at, stored.user_id, frozenset(counters))
+
+
+async def in_thread(call: Callable[[], T]) -> T:
+    """Run a blocking call in a worker thread of whatever event loop is running."""
+    return await anyio.to_thread.run_sync(call)
+
+
+def _on_asyncio() -> bool:
+    try:
+        return sniffio.current_async_library() == "asyncio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
 
 
 def _rid_for_write(key: str) -> str:

@@ -7,6 +7,7 @@ imports boto3 or pymongo, and nothing touches the network until the first sessio
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,16 @@ from .errors import ConfigurationError
 from .store import Store
 
 DEFAULT_STORE_URL = "sqlite:///cloudsessions.sqlite3"
+STORE_ENV = "CLOUDSESSIONS_STORE"
+
+
+def default_store_url() -> str:
+    """The store of a front door configured without one: $CLOUDSESSIONS_STORE, else SQLite.
+
+    Read when a front door resolves its store, never at import time.
+    """
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
+
 
 # scheme -> (module, class, extra that installs its SDK)
 STORES: dict[str, tuple[str, str, str]] = {

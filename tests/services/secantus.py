@@ -83,3 +83,15 @@ def secantus(ttl_sweep_seconds: float | None = 1.0, timeout: float = 60.0) -> It
             "secantus", argv, port, env=env, ready=lambda: _pings(uri), timeout=timeout
         ):
             yield uri
+
+
+@contextlib.contextmanager
+def dedicated_secantus(port: int) -> Iterator[Any]:
+    """A SecantusDB of the caller's own on `port`, so it can be stopped and paused (SIGSTOP).
+
+    Yields the server's process; its data lives in memory and goes with it.
+    """
+    argv = [_python_for(_secantusd()), "-P", str(_RUNNER), HOST, str(port), "1"]
+    uri = f"mongodb://{HOST}:{port}"
+    with run_server("secantus-outage", argv, port, ready=lambda: _pings(uri), timeout=60) as proc:
+        yield proc

@@ -38,8 +38,8 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     if form is None:
         return PlainTextResponse("CSRF check failed", status_code=403)
-    # A new session id at sign-in defeats session fixation; the old record is deleted.
-    request.session.regenerate()  # type: ignore[attr-defined]
+    # Setting the user id is the whole sign-in: cloudsessions moves the session to a new id
+    # when its user changes (the old record is deleted), which defeats session fixation.
     request.session[page.USER_KEY] = form.get("name", "")[:40] or "anonymous"
     request.session[CSRF_KEY] = secrets.token_urlsafe(16)
     return RedirectResponse("/", status_code=303)

@@ -35,8 +35,9 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def login(request: HttpRequest) -> HttpResponse:
-    # A new session id at sign-in defeats session fixation; the old record is deleted.
-    request.session.cycle_key()
+    # Setting the user id is the whole sign-in here (django.contrib.auth's login() also
+    # calls cycle_key()): cloudsessions moves the session to a new id when its user
+    # changes (the old record is deleted), which defeats session fixation.
     request.session[page.USER_KEY] = request.POST.get("name", "")[:40] or "anonymous"
     return HttpResponseRedirect("/")
 
@@ -62,7 +63,7 @@ def configure(store_url: str, host: str) -> None:
         ROOT_URLCONF=__name__,
         INSTALLED_APPS=["cloudsessions.django"],
         MIDDLEWARE=[
-            "django.contrib.sessions.middleware.SessionMiddleware",
+            "cloudsessions.django.middleware.SessionMiddleware",  # 503 on a store outage
             "django.middleware.csrf.CsrfViewMiddleware",
         ],
         SESSION_ENGINE="cloudsessions.django",

@@ -39,8 +39,9 @@ def create_app(store_url: str) -> Flask:
     @app.post("/login")
     def login() -> Response:
         _check_csrf()
-        # A new session id at sign-in defeats session fixation; the old record is deleted.
-        _session().regenerate()
+        # Setting the user id is the whole sign-in, as with Flask-Login: cloudsessions moves
+        # the session to a new id when its user changes (the old record is deleted), which
+        # defeats session fixation whatever the view calls.
         session[page.USER_KEY] = request.form.get("name", "")[:40] or "anonymous"
         session[CSRF_KEY] = secrets.token_urlsafe(16)
         return redirect("/")

@@ -10,11 +10,12 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from ..errors import ConfigurationError
+from ..outage import DEFAULT_RETRY_AFTER, check_retry_after
 from ..store import Store
-from ..urls import DEFAULT_STORE_URL, shared_store
+from ..urls import default_store_url, shared_store
 
 SETTING = "CLOUDSESSIONS"
-KNOWN = {"STORE", "OPTIONS", "USER_ID_KEY"}
+KNOWN = {"STORE", "OPTIONS", "USER_ID_KEY", "ROTATE_ON_LOGIN", "RETRY_AFTER"}
 DEFAULT_USER_ID_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 
 
@@ -28,7 +29,7 @@ class Config:
                 f"settings.{SETTING} has unknown key(s) {', '.join(sorted(unknown))};"
                 f" known: {', '.join(sorted(KNOWN))}"
             )
-        store = raw.get("STORE") or DEFAULT_STORE_URL
+        store = raw.get("STORE") or default_store_url()
         # A Store object is accepted as is: an app that builds its own (say, around a
         # client it already has) hands it over instead of a URL.
         self.store_object: Store | None = store if isinstance(store, Store) else None
@@ -42,6 +43,13 @@ class Config:
             raise ConfigurationError(f"settings.{SETTING}['OPTIONS'] must be a dict")
         self.options: dict[str, Any] = dict(options)
         self.user_id_key: str = raw.get("USER_ID_KEY", DEFAULT_USER_ID_KEY)
+        rotate = raw.get("ROTATE_ON_LOGIN", True)
+        if not isinstance(rotate, bool):
+            raise ConfigurationError(f"settings.{SETTING}['ROTATE_ON_LOGIN'] must be True or False")
+        self.rotate_on_login: bool = rotate
+        self.retry_after: int | None = check_retry_after(
+            raw.get("RETRY_AFTER", DEFAULT_RETRY_AFTER), f"settings.{SETTING}['RETRY_AFTER']"
+        )
 
     def store(self) -> Store:
         if self.store_object is not None:

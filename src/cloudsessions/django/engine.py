@@ -1,42 +1,77 @@
-"""The Django SessionStore on any cloudsessions store.
+"""The Django SessionStore on any cloudsessions store: Django's API mapped onto the core.
 
-Built on Django's SessionBase. What it adds: new ids come from `secrets` with no existence
-check (create is a conditional insert), a save writes only the keys that changed since the
-load (diffed against the JSON of each loaded value, so mutating a nested value counts too),
-and a save of a session deleted elsewhere raises UpdateError instead of resurrecting it.
+Built on Django's SessionBase (the dict interface, expiry arithmetic, `flush`, `clear`,
+`set_expiry` are Django's); every decision about the store is made by
+`cloudsessions.session.SessionState`, the lifecycle the Flask and ASGI front doors share.
+What that brings to Django: new ids from `secrets` with no existence check (create is a
+conditional insert), saves that write only the keys that changed, a save of a session
+deleted elsewhere raises UpdateError instead of resurrecting it, cycle_key() that defers
+the create to the save (a login is 1 read + 2 writes), a change of the logged-in user that
+rotates the id whatever the app calls, and a bounded create.
+
+Every method below is Django's API over one core step, once on the sync and once on the
+async store API.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
-from .. import codec, keys
+from .. import keys
 from ..errors import SessionExists, SessionGone
-from ..record import SessionRecord
+from ..session import Policy, SessionState
 from ..store import Store
 from .conf import config
 
 
+@contextlib.contextmanager
+def _django_errors() -> Iterator[None]:
+    # Django's two contract errors; every other store error propagates as it is.
+    try:
+        yield
+    except SessionExists:
+        raise CreateError from None
+    except SessionGone:
+        raise UpdateError from None
+
+
 class SessionStore(SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
+        settings = config()
+        self._core = SessionState(
+            settings.store(),
+            # Django sets each record's expiry itself (set_expiry, SESSION_COOKIE_AGE) and
+            # refreshes it only on save (SESSION_SAVE_EVERY_REQUEST), so no refresh policy.
+            Policy(
+                lifetime=float(self.get_session_cookie_age()),
+                refresh_after=None,
+                user_id_key=settings.user_id_key,
+                rotate_on_user_change=settings.rotate_on_login,
+            ),
+        )
         super().__init__(session_key)
-        # JSON of each value as last loaded or written: what save() diffs against.
-        self._stored: dict[str, str] = {}
-        # Set by cycle_key: the next save creates the record under a new id.
-        self._create_on_save = False
-        # Keys the store keeps as counters (see increment).
-        self._counters: set[str] = set()
-        # True once this object wrote the record: a later save with no changed key is skipped.
-        self._written = False
 
     @classmethod
     def get_store(cls) -> Store:
         return config().store()
 
-    # ------------------------------------------------------------------ ids
+    # The session id is the core's: Django's validation (8+ characters) on assignment.
+    @property
+    def session_key(self) -> str | None:
+        return self._core.key
+
+    @property
+    def _session_key(self) -> str | None:
+        return self._core.key
+
+    @_session_key.setter
+    def _session_key(self, value: str | None) -> None:
+        valid = self._validate_session_key(value)  # type: ignore[attr-defined]
+        self._core.ask(value if valid else None)
 
     def _get_new_session_key(self) -> str:
         return keys.new_key()
@@ -44,133 +79,73 @@ class SessionStore(SessionBase):
     async def _aget_new_session_key(self) -> str:
         return keys.new_key()
 
+    def _expires_at(self, data: Mapping[str, Any]) -> float:
+        # Aware datetimes convert exactly; naive ones (USE_TZ=False) are local time, which
+        # is what datetime.timestamp() assumes.
+        return self.get_expiry_date(expiry=data.get("_session_expiry")).timestamp()
+
     # ------------------------------------------------------------------ reads
 
     def load(self) -> dict[str, Any]:
-        return self._loaded(self.get_store().load(self.session_key or ""))
+        return self._core.run(self._core.load())
 
     async def aload(self) -> dict[str, Any]:
-        return self._loaded(await self.get_store().aload(self.session_key or ""))
-
-    def _loaded(self, record: SessionRecord | None) -> dict[str, Any]:
-        if record is None:
-            # Unknown, expired or malformed: forget the id so a new one is made on save.
-            self._session_key = None
-            self._stored, self._counters = {}, set()
-            return {}
-        self._stored = codec.snapshot(record.data)
-        self._counters = set(record.counters)
-        return record.data
+        return await self._core.arun(self._core.load())
 
     def exists(self, session_key: str | None) -> bool:
-        return self.get_store().load(session_key or "") is not None
+        return self._core.store.load(session_key or "") is not None
 
     async def aexists(self, session_key: str | None) -> bool:
-        return await self.get_store().aload(session_key or "") is not None
+        return await self._core.store.aload(session_key or "") is not None
 
     # ------------------------------------------------------------------ writes
 
     def create(self) -> None:
-        while True:
-            self._session_key = self._get_new_session_key()
-            try:
-                self.save(must_create=True)
-            except CreateError:
-                continue
-            self.modified = True
-            return
+        data = self._get_session(no_load=True)  # type: ignore[attr-defined]
+        with _django_errors():
+            self._core.run(self._core.create(data, self._expires_at(data)))
+        self.modified = True
 
     async def acreate(self) -> None:
-        while True:
-            self._session_key = await self._aget_new_session_key()
-            try:
-                await self.asave(must_create=True)
-            except CreateError:
-                continue
-            self.modified = True
-            return
-
-    def cycle_key(self) -> None:
-        # Django's cycle_key creates the new record at once and the middleware then saves
-        # it again; deferring the create to that save makes a login one write cheaper.
-        data = self._session  # type: ignore[attr-defined]
-        old_key = self.session_key
-        self._session_key = self._get_new_session_key()
-        self._session_cache = data
-        self._create_on_save = self.modified = True
-        if old_key:
-            self.delete(old_key)
-
-    async def acycle_key(self) -> None:
-        data = await self._aget_session()  # type: ignore[attr-defined]
-        old_key = self.session_key
-        self._session_key = await self._aget_new_session_key()
-        self._session_cache = data
-        self._create_on_save = self.modified = True
-        if old_key:
-            await self.adelete(old_key)
+        data = await self._aget_session(no_load=True)  # type: ignore[attr-defined]
+        with _django_errors():
+            await self._core.arun(self._core.create(data, self._expires_at(data)))
+        self.modified = True
 
     def save(self, must_create: bool = False) -> None:
-        if self._create_on_save and not must_create:
-            # Create under the id cycle_key() handed out, which the view may have read.
-            try:
-                self.save(must_create=True)
-            except CreateError:
-                self.create()
-            self._create_on_save = False
-            return None
-        if self.session_key is None:
-            return self.create()
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
-        if self.session_key is None:  # the load found no live session
-            return self.create()
-        changed = [] if must_create else codec.changed_keys(self._stored, data)
-        if not must_create and not changed and self._written:
-            return None
-        record = SessionRecord(data, self._epoch(self.get_expiry_date()), self._user_id(data))
-        store, key = self.get_store(), self.session_key
-        try:
-            if must_create:
-                store.create(key, record)
-            else:
-                store.save(key, record, changed)
-        except SessionExists:
-            raise CreateError from None
-        except SessionGone:
-            raise UpdateError from None
-        self._wrote(data, must_create, changed)
-        return None
+        with _django_errors():
+            self._core.run(self._core.save(data, self._expires_at(data), must_create=must_create))
 
     async def asave(self, must_create: bool = False) -> None:
-        if self._create_on_save and not must_create:
-            try:
-                await self.asave(must_create=True)
-            except CreateError:
-                await self.acreate()
-            self._create_on_save = False
-            return None
-        if self.session_key is None:
-            return await self.acreate()
         data = await self._aget_session(no_load=must_create)  # type: ignore[attr-defined]
-        if self.session_key is None:
-            return await self.acreate()
-        changed = [] if must_create else codec.changed_keys(self._stored, data)
-        if not must_create and not changed and self._written:
-            return None
-        expiry = self._epoch(await self.aget_expiry_date())
-        record = SessionRecord(data, expiry, self._user_id(data))
-        store, key = self.get_store(), self.session_key
-        try:
-            if must_create:
-                await store.acreate(key, record)
-            else:
-                await store.asave(key, record, changed)
-        except SessionExists:
-            raise CreateError from None
-        except SessionGone:
-            raise UpdateError from None
-        self._wrote(data, must_create, changed)
-        return None
+        steps = self._core.save(data, self._expires_at(data), must_create=must_create)
+        with _django_errors():
+            await self._core.arun(steps)
+
+    def cycle_key(self) -> None:
+        # The old record is deleted now (logout is final when this returns); the new one is
+        # created by the save that follows, under the id the view can already read.
+        self._session_cache = self._get_session()  # type: ignore[attr-defined]
+        self._core.regenerate()
+        self._core.run(self._core.delete_ended())
+        self.modified = True
+
+    async def acycle_key(self) -> None:
+        self._session_cache = await self._aget_session()  # type: ignore[attr-defined]
+        self._core.regenerate()
+        await self._core.arun(self._core.delete_ended())
+        self.modified = True
+
+    def flush(self) -> None:
+        self.clear()
+        self._core.end()
+        self._core.run(self._core.delete_ended())
+
+    async def aflush(self) -> None:
+        self.clear()
+        self._core.end()
+        await self._core.arun(self._core.delete_ended())
 
     def increment(self, name: str, delta: int = 1) -> int:
         """Add `delta` to the integer `name` atomically in the store; returns the new value.
@@ -179,80 +154,31 @@ class SessionStore(SessionBase):
         happens now (one conditional write, which also refreshes the expiry), not at the
         end of the request; a new session is created first.
         """
-        data = self._session  # type: ignore[attr-defined]
-        if self.session_key is None or self._create_on_save or self._assigned(data, name):
-            # The store adds to its own copy: a new record, or a value this request
-            # assigned, must reach it first.
-            self.save()
-        key = self.session_key
-        assert key is not None
-        try:
-            value = self.get_store().increment(
-                key,
-                name,
-                delta,
-                expires_at=self._epoch(self.get_expiry_date()),
-                base=self._increment_base(data, name),
-            )
-        except SessionGone:
-            raise UpdateError from None
-        self._counted(data, name, value)
+        data = self._get_session()  # type: ignore[attr-defined]
+        with _django_errors():
+            value = self._core.run(self._core.increment(data, name, delta, self._expires_at(data)))
+        # The record (maybe new) and its expiry were written: the middleware re-sends the
+        # cookie, and its save finds nothing left to write.
+        self.modified = True
         return value
 
     async def aincrement(self, name: str, delta: int = 1) -> int:
         data = await self._aget_session()  # type: ignore[attr-defined]
-        if self.session_key is None or self._create_on_save or self._assigned(data, name):
-            await self.asave()
-        key = self.session_key
-        assert key is not None
-        try:
-            value = await self.get_store().aincrement(
-                key,
-                name,
-                delta,
-                expires_at=self._epoch(await self.aget_expiry_date()),
-                base=self._increment_base(data, name),
-            )
-        except SessionGone:
-            raise UpdateError from None
-        self._counted(data, name, value)
+        steps = self._core.increment(data, name, delta, self._expires_at(data))
+        with _django_errors():
+            value = await self._core.arun(steps)
+        self.modified = True
         return value
 
-    def _assigned(self, data: dict[str, Any], name: str) -> bool:
-        return name in data and self._stored.get(name) != codec.encode_value(data[name])
-
-    def _increment_base(self, data: dict[str, Any], name: str) -> int:
-        # A plain integer written by an ordinary save becomes a counter from its value.
-        value = data.get(name)
-        return value if name not in self._counters and type(value) is int else 0
-
-    def _counted(self, data: dict[str, Any], name: str, value: int) -> None:
-        data[name] = value
-        self._stored[name] = codec.encode_value(value)
-        self._counters.add(name)
-        self._written = True
-
-    def _wrote(self, data: dict[str, Any], created: bool, changed: list[str]) -> None:
-        self._stored = codec.snapshot(data)
-        if created:
-            self._counters = set()  # a create writes every value as plain JSON
-        else:
-            self._counters.difference_update(changed)  # plain JSON over a counter
-        self._written = True
-
     def delete(self, session_key: str | None = None) -> None:
-        if session_key is None:
-            if self.session_key is None:
-                return
-            session_key = self.session_key
-        self.get_store().delete(session_key)
+        key = self.session_key if session_key is None else session_key
+        if key is not None:
+            self._core.store.delete(key)
 
     async def adelete(self, session_key: str | None = None) -> None:
-        if session_key is None:
-            if self.session_key is None:
-                return
-            session_key = self.session_key
-        await self.get_store().adelete(session_key)
+        key = self.session_key if session_key is None else session_key
+        if key is not None:
+            await self._core.store.adelete(key)
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -261,16 +187,3 @@ class SessionStore(SessionBase):
     @classmethod
     async def aclear_expired(cls) -> None:
         await cls.get_store().apurge_expired()
-
-    # ---------------------------------------------------------------- helpers
-
-    @staticmethod
-    def _epoch(moment: datetime) -> float:
-        # Aware datetimes convert exactly; naive ones (USE_TZ=False) are local time,
-        # which is what datetime.timestamp() assumes.
-        return moment.timestamp()
-
-    @staticmethod
-    def _user_id(data: dict[str, Any]) -> str | None:
-        user_id = data.get(config().user_id_key)
-        return None if user_id is None else str(user_id)

@@ -1,0 +1,163 @@
+"""A store that stops answering, seen through each front door: one attempt, then 503.
+
+The fault is real and on the wire: a SecantusDB of this module's own is frozen with SIGSTOP
+(the kernel still accepts connections; nothing answers), so every store call runs into the
+store's own timeout. Each front door must then try the store once per operation (Flask calls
+save_session a second time from its error path; that call must not try again), answer 503
+with Retry-After within about one store timeout, set no cookie, and serve normally once the
+store answers again. The commands tried are counted by a PyMongo command listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+from flask import Flask, jsonify, request, session
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from cloudsessions import Store, open_store
+from cloudsessions.asgi import SessionMiddleware
+from cloudsessions.flask import CloudSessions
+from tests.backends.mongodb import CommandCounter
+from tests.services._process import HOST, free_port
+from tests.services.secantus import dedicated_secantus
+from tests.stores import RoundTrips
+
+BOUND_MS = 1000  # the store's bound on each operation here
+# One store attempt takes about BOUND_MS; two would take twice that. The slack is for a
+# loaded machine, and stays under a second attempt.
+ONE_ATTEMPT = BOUND_MS / 1000 * 1.6
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Any]:
+    port = free_port()
+    with dedicated_secantus(port) as proc:
+        yield port, proc
+
+
+@contextlib.contextmanager
+def frozen(proc: Any) -> Iterator[None]:
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+
+
+Answer = tuple[int, dict[str, str]]
+
+
+class Visitor:
+    """One browser on one front door: get(path) -> (status, lower-case headers)."""
+
+    def __init__(self, get: Callable[[str], Answer], forget: Callable[[], None]) -> None:
+        self.get, self.forget = get, forget
+
+
+@contextlib.contextmanager
+def flask_visitor(store: Store) -> Iterator[Visitor]:
+    app = Flask(__name__)
+    app.config["CLOUDSESSIONS_STORE"] = store  # TESTING off: what users get, not a traceback
+    CloudSessions(app)
+
+    @app.get("/write")
+    def write() -> Any:
+        session.update(request.args)
+        return jsonify(ok=True)
+
+    client = app.test_client()
+
+    def get(path: str) -> Answer:
+        response = client.get(path)
+        return response.status_code, {k.lower(): v for k, v in response.headers.items()}
+
+    yield Visitor(get, lambda: client.delete_cookie("session"))
+
+
+@contextlib.contextmanager
+def asgi_visitor(store: Store) -> Iterator[Visitor]:
+    async def write(request: Request) -> JSONResponse:
+        request.session.update(request.query_params)
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[Route("/write", write)], middleware=[Middleware(SessionMiddleware, store=store)]
+    )
+    # One event loop for all requests, as a server has: its async client stays connected.
+    with TestClient(app) as client:
+
+        def get(path: str) -> Answer:
+            response = client.get(path)
+            return response.status_code, dict(response.headers)
+
+        yield Visitor(get, client.cookies.clear)
+
+
+@contextlib.contextmanager
+def django_visitor(store: Store) -> Iterator[Visitor]:
+    # The engine's views (tests/django_engine/urls.py) behind cloudsessions' middleware.
+    client = Client()
+
+    def get(path: str) -> Answer:
+        response = client.get(path)
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        if response.cookies:  # Django keeps Set-Cookie apart from the other headers
+            headers["set-cookie"] = response.cookies.output(header="").strip()
+        return response.status_code, headers
+
+    with override_settings(
+        CLOUDSESSIONS={"STORE": store},
+        MIDDLEWARE=["cloudsessions.django.middleware.SessionMiddleware"],
+    ):
+        yield Visitor(get, client.cookies.clear)
+
+
+VISITORS = {"django": django_visitor, "flask": flask_visitor, "asgi": asgi_visitor}
+
+
+@pytest.mark.parametrize("door", sorted(VISITORS))
+def test_a_new_visitors_write_during_a_freeze_costs_one_attempt_then_503(
+    door: str, server: Any, tmp_path: Path
+) -> None:
+    port, proc = server
+    trips = RoundTrips()
+    store = open_store(
+        f"mongodb://{HOST}:{port}/outage_{door}?collection=sessions",
+        timeoutMS=BOUND_MS,
+        event_listeners=[CommandCounter(trips)],
+    )
+    store.provision()
+    with VISITORS[door](store) as visitor:
+        assert visitor.get("/write?warm=1")[0] == 200  # pooled connections are open
+        visitor.forget()  # a new visitor from here: no cookie, so the write is a create
+        with frozen(proc):
+            trips.reset()
+            started = time.monotonic()
+            status, headers = visitor.get("/write?a=1")
+            elapsed = time.monotonic() - started
+        assert (status, headers.get("retry-after")) == (503, "5")
+        assert "set-cookie" not in headers, "no cookie for a record that was never stored"
+        assert trips.writes == ["insert"], "one store attempt, not a second from an error path"
+        assert elapsed < ONE_ATTEMPT, f"{elapsed:.1f} s: longer than one store timeout"
+
+        # The store answers again: the same visitor's next request creates its session.
+        deadline = time.monotonic() + 15
+        while (answer := visitor.get("/write?a=2"))[0] != 200:
+            assert time.monotonic() < deadline, f"no recovery: {answer}"
+            time.sleep(0.2)
+        assert "set-cookie" in answer[1]
+    store.close()
