@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, override_settings
+from django.urls import path
 from flask import Flask, jsonify, request, session
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,7 +30,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from cloudsessions import Store, open_store
+from cloudsessions import Store, StoreUnavailable, open_store
 from cloudsessions.asgi import SessionMiddleware
 from cloudsessions.flask import CloudSessions
 from tests.backends.mongodb import CommandCounter
@@ -60,6 +62,15 @@ def frozen(proc: Any) -> Iterator[None]:
 
 Answer = tuple[int, dict[str, str]]
 
+# Run by the /count-through-outage views when their increment failed: the test resumes the
+# store there, so the rest of the same request meets a store that answers again.
+on_failed_increment: list[Callable[[], None]] = []
+
+
+def _recovered() -> None:
+    for resume in on_failed_increment:
+        resume()
+
 
 class Visitor:
     """One browser on one front door: get(path) -> (status, lower-case headers)."""
@@ -79,6 +90,15 @@ def flask_visitor(store: Store) -> Iterator[Visitor]:
         session.update(request.args)
         return jsonify(ok=True)
 
+    @app.get("/count-through-outage")
+    def count() -> Any:
+        try:
+            session.increment("views")  # type: ignore[attr-defined]
+        except StoreUnavailable:
+            _recovered()
+        session["after"] = "outage"
+        return jsonify(ok=True)
+
     client = app.test_client()
 
     def get(path: str) -> Answer:
@@ -94,8 +114,17 @@ def asgi_visitor(store: Store) -> Iterator[Visitor]:
         request.session.update(request.query_params)
         return JSONResponse({"ok": True})
 
+    async def count(request: Request) -> JSONResponse:
+        try:
+            await request.session.aincrement("views")
+        except StoreUnavailable:
+            _recovered()
+        request.session["after"] = "outage"
+        return JSONResponse({"ok": True})
+
     app = Starlette(
-        routes=[Route("/write", write)], middleware=[Middleware(SessionMiddleware, store=store)]
+        routes=[Route("/write", write), Route("/count-through-outage", count)],
+        middleware=[Middleware(SessionMiddleware, store=store)],
     )
     # One event loop for all requests, as a server has: its async client stays connected.
     with TestClient(app) as client:
@@ -107,9 +136,25 @@ def asgi_visitor(store: Store) -> Iterator[Visitor]:
         yield Visitor(get, client.cookies.clear)
 
 
+def django_write(request: HttpRequest) -> HttpResponse:
+    request.session.update(request.GET.dict())
+    return JsonResponse({"ok": True})
+
+
+def django_count(request: HttpRequest) -> HttpResponse:
+    try:
+        request.session.increment("views")  # type: ignore[attr-defined]
+    except StoreUnavailable:
+        _recovered()
+    request.session["after"] = "outage"
+    return JsonResponse({"ok": True})
+
+
+urlpatterns = [path("write", django_write), path("count-through-outage", django_count)]
+
+
 @contextlib.contextmanager
 def django_visitor(store: Store) -> Iterator[Visitor]:
-    # The engine's views (tests/django_engine/urls.py) behind cloudsessions' middleware.
     client = Client()
 
     def get(path: str) -> Answer:
@@ -122,6 +167,7 @@ def django_visitor(store: Store) -> Iterator[Visitor]:
     with override_settings(
         CLOUDSESSIONS={"STORE": store},
         MIDDLEWARE=["cloudsessions.django.middleware.SessionMiddleware"],
+        ROOT_URLCONF=__name__,
     ):
         yield Visitor(get, client.cookies.clear)
 
@@ -129,18 +175,23 @@ def django_visitor(store: Store) -> Iterator[Visitor]:
 VISITORS = {"django": django_visitor, "flask": flask_visitor, "asgi": asgi_visitor}
 
 
-@pytest.mark.parametrize("door", sorted(VISITORS))
-def test_a_new_visitors_write_during_a_freeze_costs_one_attempt_then_503(
-    door: str, server: Any, tmp_path: Path
-) -> None:
-    port, proc = server
-    trips = RoundTrips()
+def outage_store(port: int, name: str, trips: RoundTrips) -> Store:
     store = open_store(
-        f"mongodb://{HOST}:{port}/outage_{door}?collection=sessions",
+        f"mongodb://{HOST}:{port}/{name}?collection=sessions",
         timeoutMS=BOUND_MS,
         event_listeners=[CommandCounter(trips)],
     )
     store.provision()
+    return store
+
+
+@pytest.mark.parametrize("door", sorted(VISITORS))
+def test_a_new_visitors_write_during_a_freeze_costs_one_attempt_then_503(
+    door: str, server: Any
+) -> None:
+    port, proc = server
+    trips = RoundTrips()
+    store = outage_store(port, f"outage_{door}", trips)
     with VISITORS[door](store) as visitor:
         assert visitor.get("/write?warm=1")[0] == 200  # pooled connections are open
         visitor.forget()  # a new visitor from here: no cookie, so the write is a create
@@ -160,4 +211,38 @@ def test_a_new_visitors_write_during_a_freeze_costs_one_attempt_then_503(
             assert time.monotonic() < deadline, f"no recovery: {answer}"
             time.sleep(0.2)
         assert "set-cookie" in answer[1]
+    store.close()
+
+
+@pytest.mark.parametrize("door", sorted(VISITORS))
+def test_a_create_that_failed_mid_request_leaves_nothing_believed_stored(
+    door: str, server: Any
+) -> None:
+    # A new visitor's increment must create the record first; the store is frozen, so that
+    # create fails and the view goes on. The store then answers again: the commit at the end
+    # of the same request must create the record (not save one it wrongly believes exists,
+    # which would drop the data and send no cookie).
+    port, proc = server
+    trips = RoundTrips()
+    store = outage_store(port, f"midrequest_{door}", trips)
+    with VISITORS[door](store) as visitor:
+        assert visitor.get("/write?warm=1")[0] == 200
+        visitor.forget()
+        os.kill(proc.pid, signal.SIGSTOP)
+        on_failed_increment.append(lambda: os.kill(proc.pid, signal.SIGCONT))
+        try:
+            trips.reset()
+            status, headers = visitor.get("/count-through-outage")
+        finally:
+            on_failed_increment.clear()
+            os.kill(proc.pid, signal.SIGCONT)
+        assert status == 200
+        assert "set-cookie" in headers, "the session was stored, so the browser gets its id"
+        assert trips.writes[0] == "insert", "the failed create"
+        assert trips.writes[-1] == "insert", "the commit creates; it does not update"
+        assert "update" not in trips.writes
+        sid = re.search(r"\bsession(?:id)?=([a-z0-9]{32,})", headers["set-cookie"])
+        assert sid is not None, headers["set-cookie"]
+        record = store.load(sid.group(1))
+        assert record is not None and record.data == {"after": "outage"}
     store.close()
