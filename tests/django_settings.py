@@ -13,5 +13,5 @@ INSTALLED_APPS = [
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 SESSION_ENGINE = "cloudsessions.django"
 MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
-ROOT_URLCONF = "tests.django_engine.urls"
+ROOT_URLCONF = "tests.front_doors"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -16,6 +16,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,9 +52,20 @@ def server() -> Iterator[Any]:
         yield port, proc
 
 
+def freeze(proc: Any) -> None:
+    """SIGSTOP the server and wait until it is stopped: the signal is not instant."""
+    os.kill(proc.pid, signal.SIGSTOP)
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 10
+    # /proc/PID/stat: "pid (comm) state ..."; T = stopped by a signal.
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, "the server did not stop"
+        time.sleep(0.01)
+
+
 @contextlib.contextmanager
 def frozen(proc: Any) -> Iterator[None]:
-    os.kill(proc.pid, signal.SIGSTOP)
+    freeze(proc)
     try:
         yield
     finally:
@@ -228,7 +240,7 @@ def test_a_create_that_failed_mid_request_leaves_nothing_believed_stored(
     with VISITORS[door](store) as visitor:
         assert visitor.get("/write?warm=1")[0] == 200
         visitor.forget()
-        os.kill(proc.pid, signal.SIGSTOP)
+        freeze(proc)
         on_failed_increment.append(lambda: os.kill(proc.pid, signal.SIGCONT))
         try:
             trips.reset()

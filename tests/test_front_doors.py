@@ -1,0 +1,328 @@
+"""What every front door promises, tested once: Django, Flask and ASGI (on asyncio and on
+trio) on every store, through each framework's test client (tests/front_doors.py), with
+round trips counted at the SDK level (`trips.counts` is (reads, writes)). What only one
+door does is in tests/test_flask.py, tests/test_asgi.py and tests/django_engine/.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.sessions.exceptions import SessionInterrupted
+
+from cloudsessions import SessionRecord, SessionValueError, StoreUnavailable, new_key, open_store
+from cloudsessions import record_id as rid
+from tests.front_doors import DOORS, LIFETIME, Door, age, open_door, sessions_of, stored
+from tests.stores import Instrumented
+
+# Django's own middleware saves a session only when it is marked modified, keeps an emptied
+# one (as with Django's own engines), and refreshes an expiry only by saving.
+NOT_DJANGO = ["flask", "asgi", "asgi-trio"]
+
+
+@pytest.fixture(params=DOORS)
+def door_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def on_store(instrumented: Instrumented) -> Instrumented:
+    instrumented.store.provision()
+    return instrumented
+
+
+@pytest.fixture
+def door(door_name: str, on_store: Instrumented) -> Iterator[Door]:
+    with open_door(door_name, on_store.store) as browser:
+        yield browser
+
+
+# ------------------------------------------------------------------ round trips
+
+
+def test_request_round_trips_match_the_budget(door: Door, on_store: Instrumented) -> None:
+    trips = on_store.trips
+
+    trips.reset()
+    answer = door.get("/read")
+    assert answer.json == {"data": {}, "sid": None}
+    assert trips.counts == (0, 0), "no cookie: nothing to load, nothing to write"
+    assert answer.cookies == []
+
+    trips.reset()
+    answer = door.write(a=1)
+    assert trips.counts == (0, 1), "first write: one create, no existence check"
+    key = door.sid
+    assert key is not None and len(answer.cookies) == 1
+
+    trips.reset()
+    answer = door.get("/read")
+    assert answer.json == {"data": {"a": 1}, "sid": key}
+    assert trips.counts == (1, 0), "a read-only request writes nothing"
+    assert answer.cookies == [], "and sends no cookie"
+    assert answer.headers["vary"] == "Cookie"
+
+    trips.reset()
+    door.write(a=1)
+    # Django saves a session marked modified, and a save writes the expiry it re-sends.
+    assert trips.counts == (1, 1 if door.saves_unchanged else 0), "assigning the same value"
+
+    trips.reset()
+    door.write(b="x")
+    assert trips.counts == (1, 1), "load + one conditional save"
+    assert stored(on_store.store, key) == {"a": 1, "b": "x"}
+    assert door.sid == key
+
+
+@pytest.mark.parametrize("door_name", NOT_DJANGO)
+def test_a_nested_change_is_saved_without_setting_modified(
+    door: Door, on_store: Instrumented
+) -> None:
+    key = door.begin(items=[], other=1)
+    on_store.trips.reset()
+    door.get("/append", item="apple")
+    assert on_store.trips.counts == (1, 1)
+    assert stored(on_store.store, key) == {"items": ["apple"], "other": 1}
+
+
+# ------------------------------------------------------------------ login and logout
+
+
+def test_login_rotates_the_id_deletes_the_old_record_and_records_the_user(
+    door: Door, on_store: Instrumented
+) -> None:
+    store, trips = on_store.store, on_store.trips
+    before = door.begin(cart="3 apples")
+
+    trips.reset()
+    seen_in_view = door.get("/login", user="42").json["sid"]
+    after = door.sid
+    assert after not in (None, before)
+    assert seen_in_view == after, "the id the view saw after the rotation call is the one stored"
+    assert trips.counts == (1, 2), "load, delete the old record, create the new one: no more"
+    assert store.load(before) is None, "the pre-login id is dead"
+    assert stored(store, after) == {"cart": "3 apples", door.user_key: "42"}
+    assert sessions_of(store, "42") == [rid(after or "")]
+
+
+def test_the_session_moves_to_a_new_id_whenever_its_user_changes_and_only_then(
+    door: Door, on_store: Instrumented
+) -> None:
+    """Session fixation is closed whatever the app calls: setting or removing only the user
+    id (as Flask-Login's login_user() and logout_user() do) rotates the id."""
+    store, trips = on_store.store, on_store.trips
+    anonymous = door.begin(cart="3 apples")
+
+    trips.reset()
+    door.get("/signin", user="7")
+    signed_in = door.sid
+    assert signed_in not in (None, anonymous)
+    assert trips.counts == (1, 2), "load, delete the old record, create the new one"
+    assert store.load(anonymous) is None
+    assert stored(store, signed_in) == {"cart": "3 apples", door.user_key: "7"}
+    assert sessions_of(store, "7") == [rid(signed_in or "")]
+
+    trips.reset()
+    door.write(cart="4 apples")
+    assert (door.sid, trips.counts) == (signed_in, (1, 1)), "the same user's next change"
+    trips.reset()
+    door.get("/signin", user="7")
+    assert (door.sid, trips.counts) == (signed_in, (1, 1 if door.saves_unchanged else 0))
+
+    trips.reset()
+    door.get("/signout")
+    signed_out = door.sid
+    assert signed_out not in (None, signed_in)
+    assert trips.counts == (1, 2)
+    assert store.load(signed_in or "") is None and store.for_user("7") == []
+    assert stored(store, signed_out) == {"cart": "4 apples"}
+
+
+def test_a_planted_session_id_does_not_sign_the_planter_in(
+    door: Door, on_store: Instrumented
+) -> None:
+    attacker, victim = door, door.another()
+    planted = attacker.begin(cart="bait")
+    victim.plant(planted)
+    victim.get("/signin", user="7")
+    assert victim.sid not in (None, planted)
+    assert attacker.get("/read").json == {"data": {}, "sid": None}, "not signed in as 7"
+    assert on_store.store.load(planted) is None
+    assert sessions_of(on_store.store, "7") == [rid(victim.sid or "")]
+
+
+def test_rotation_on_login_can_be_turned_off(door: Door, on_store: Instrumented) -> None:
+    trips = on_store.trips
+    with door.reopen(rotate_on_login=False) as browser:
+        key = browser.begin(cart="3 apples")
+        trips.reset()
+        browser.get("/signin", user="7")
+        assert (browser.sid, trips.counts) == (key, (1, 1)), "load + one save, same id"
+    assert stored(on_store.store, key) == {"cart": "3 apples", door.user_key: "7"}
+    assert sessions_of(on_store.store, "7") == [rid(key)]
+
+
+def test_logout_deletes_the_record_and_the_cookie(door: Door, on_store: Instrumented) -> None:
+    door.get("/login", user="7")
+    key = door.sid
+
+    on_store.trips.reset()
+    answer = door.get("/logout")
+    # Django's flush() deletes without reading: its session had not been read yet.
+    assert on_store.trips.counts == (0 if door.loads_lazily else 1, 1), "one delete"
+    assert on_store.store.load(key or "") is None and on_store.store.for_user("7") == []
+    assert door.sid is None
+    assert len(answer.cookies) == 1 and door.deletes_cookie(answer.cookies[0])
+
+
+@pytest.mark.parametrize("door_name", NOT_DJANGO)
+def test_removing_the_last_key_ends_the_session(door: Door, on_store: Instrumented) -> None:
+    key = door.begin(a=1)
+    on_store.trips.reset()
+    answer = door.get("/remove", a="")
+    assert on_store.trips.counts == (1, 1), "load + one delete"
+    assert on_store.store.load(key) is None and door.sid is None
+    assert len(answer.cookies) == 1 and door.deletes_cookie(answer.cookies[0])
+
+
+# ------------------------------------------------------------------ ids that name nothing
+
+
+@pytest.mark.parametrize("kind", ["unknown", "malformed", "path", "expired"])
+def test_a_cookie_naming_no_live_session_gets_a_fresh_one_and_writes_nothing(
+    door: Door, on_store: Instrumented, kind: str
+) -> None:
+    store, trips = on_store.store, on_store.trips
+    value = {"malformed": "x" * 10, "path": "../../etc/passwd"}.get(kind) or new_key()
+    if kind == "expired":
+        store.create(value, SessionRecord({"old": 1}, time.time() - 1))
+    door.plant(value)
+
+    trips.reset()
+    answer = door.get("/read")
+    assert answer.json == {"data": {}, "sid": None}
+    assert trips.counts == ((1, 0) if kind in ("unknown", "expired") else (0, 0))
+    if door.keeps_stale_cookie:  # left alone: a concurrent login may just have replaced it
+        assert answer.cookies == []
+    else:
+        assert len(answer.cookies) == 1 and door.deletes_cookie(answer.cookies[0])
+
+    assert door.begin(a=1) != value
+    assert store.load(value) is None, "the old id was not revived"
+
+
+def test_a_session_deleted_during_the_request_is_not_resurrected(
+    door: Door, on_store: Instrumented, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = door.begin(a=1)
+    answer = door.get("/race")
+    assert answer.status == door.interrupted_status
+    if door.name == "django":
+        assert [type(r.exc_info[1]) for r in caplog.records if r.exc_info] == [SessionInterrupted]
+    assert answer.cookies == [], "the cookie is left alone"
+    assert on_store.store.load(key) is None, "the save did not re-create the record"
+
+
+def test_a_value_that_cannot_be_stored_fails_before_anything_is_written(
+    door: Door, on_store: Instrumented
+) -> None:
+    store, trips = on_store.store, on_store.trips
+    key = door.begin(a=1)
+
+    trips.reset()
+    with pytest.raises(SessionValueError, match="'tags'") as raised:
+        door.get("/write-set")  # "a" = 2, and "tags" a set
+    assert isinstance(raised.value, TypeError) and raised.value.key == "tags"
+    assert trips.counts == (1, 0), "nothing written"
+    assert stored(store, key) == {"a": 1}, "the stored session is unchanged"
+
+    newcomer = door.another()
+    trips.reset()
+    with pytest.raises(SessionValueError):
+        newcomer.get("/write-set")
+    assert trips.counts == (0, 0) and newcomer.sid is None, "no session created"
+
+
+# ------------------------------------------------------------------ expiry refresh
+
+
+@pytest.mark.parametrize("door_name", NOT_DJANGO)
+@pytest.mark.parametrize(
+    ("refresh_after", "remaining", "refreshed"),
+    [
+        (0.1, LIFETIME * 0.95, False),  # 5 % of the lifetime passed: not due
+        (0.1, LIFETIME * 0.5, True),  # half of it passed: due
+        (0.6, LIFETIME * 0.5, False),
+        (None, LIFETIME * 0.01, False),  # never
+        (0, LIFETIME - 1, True),  # every request
+    ],
+)
+def test_a_read_only_request_refreshes_the_expiry_only_when_due(
+    door: Door,
+    on_store: Instrumented,
+    refresh_after: float | None,
+    remaining: float,
+    refreshed: bool,
+) -> None:
+    store, trips = on_store.store, on_store.trips
+    with door.reopen(refresh_after=refresh_after) as browser:
+        key = browser.begin(a=1)
+        age(store, key, remaining)
+        trips.reset()
+        answer = browser.get("/read")
+    assert trips.counts == ((1, 1) if refreshed else (1, 0))
+    assert len(answer.cookies) == (1 if refreshed else 0), "the cookie follows the record"
+    record = store.load(key)
+    assert record is not None
+    expected = time.time() + (LIFETIME if refreshed else remaining)
+    assert record.expires_at == pytest.approx(expected, abs=5)
+
+
+# ------------------------------------------------------------------ increment
+
+
+def test_increment_creates_then_counts_in_place(door: Door, on_store: Instrumented) -> None:
+    trips = on_store.trips
+    trips.reset()
+    assert door.get("/count").json == {"views": 1}
+    assert trips.counts == (0, 2), "a new session: create, then one increment"
+    trips.reset()
+    assert door.get("/count").json == {"views": 2}
+    assert trips.counts == (1, 1), "load + one increment; nothing else to save"
+    door.write(views=10)  # a plain integer becomes the base
+    assert door.get("/count").json == {"views": 11}
+    assert door.get("/read").json["data"] == {"views": 11}
+    assert stored(on_store.store, door.sid) == {"views": 11}
+
+
+def test_concurrent_increments_of_one_session_lose_no_count(door: Door) -> None:
+    assert door.get("/count").json == {"views": 1}
+    requests = 20
+    # Every request has read its session (views: 1) before any of them adds to it.
+    answers = door.concurrently("/count", requests)
+    assert [a.status for a in answers] == [200] * requests
+    seen = sorted(a.json["views"] for a in answers)
+    assert seen == list(range(2, requests + 2)), "each request saw its own count"
+    assert door.get("/read").json["data"]["views"] == requests + 1
+
+
+# ------------------------------------------------------------------ outages
+
+
+@pytest.mark.parametrize("door_name", DOORS)
+def test_an_unreachable_store_fails_the_request_instead_of_emptying_the_session(
+    door_name: str, tmp_path: Path
+) -> None:
+    broken = open_store(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+    with open_door(door_name, broken, outages="raise") as browser:
+        browser.plant(new_key())
+        with pytest.raises(StoreUnavailable):
+            browser.get("/read")
+    with open_door(door_name, broken, outages="503") as browser:  # what a user sees
+        browser.plant(new_key())
+        answer = browser.get("/read")
+        assert (answer.status, answer.headers["retry-after"]) == (503, "5")
+        assert answer.cookies == []
