@@ -18,24 +18,24 @@ Every value is encoded before the first write, so a value that cannot be stored 
 request with nothing written. State changes only after the store confirmed a write: a
 write that failed (store unavailable) leaves the session as if it had not been tried.
 
-The decisions are generators that yield store operations; `drive` runs them on the sync
-store API and `adrive` on the async one, so the sync and async paths of every front door
-are the same code. SessionExists and SessionGone are thrown back into the generator, which
-decides what they mean; every other error propagates to the caller.
+The decisions are generators that yield store operations (cloudsessions.steps), run on the
+sync or the async store API by the same drivers, so the sync and async paths of every front
+door are the same code.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
-from . import codec, keys
+from . import codec, keys, steps
 from .errors import ConfigurationError, SessionExists, SessionGone, SessionValueError
 from .record import SessionRecord
+from .steps import Steps, adrive, drive
 from .store import Store
 
 logger = logging.getLogger("cloudsessions")
@@ -118,116 +118,13 @@ def check_refresh_after(value: object, name: str) -> float | None:
     return float(value)
 
 
-# ------------------------------------------------------------------ store operations
-
-
-@dataclass(frozen=True, slots=True)
-class _Load:
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Delete:
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Create:
-    key: str
-    record: SessionRecord
-
-
-@dataclass(frozen=True, slots=True)
-class _Save:
-    key: str
-    record: SessionRecord
-    changed: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class _Increment:
-    key: str
-    name: str
-    delta: int
-    expires_at: float
-    base: int
-
-
-_Op = _Load | _Delete | _Create | _Save | _Increment
-Steps = Generator[_Op, Any, T]
-
-
-def _run(store: Store, op: _Op) -> Any:
-    if isinstance(op, _Load):
-        return store.load(op.key)
-    if isinstance(op, _Delete):
-        return store.delete(op.key)
-    if isinstance(op, _Create):
-        return store.create(op.key, op.record)
-    if isinstance(op, _Save):
-        return store.save(op.key, op.record, op.changed)
-    return store.increment(op.key, op.name, op.delta, expires_at=op.expires_at, base=op.base)
-
-
-async def _arun(store: Store, op: _Op) -> Any:
-    if isinstance(op, _Load):
-        return await store.aload(op.key)
-    if isinstance(op, _Delete):
-        return await store.adelete(op.key)
-    if isinstance(op, _Create):
-        return await store.acreate(op.key, op.record)
-    if isinstance(op, _Save):
-        return await store.asave(op.key, op.record, op.changed)
-    return await store.aincrement(op.key, op.name, op.delta, expires_at=op.expires_at, base=op.base)
-
-
-def drive(store: Store, steps: Steps[T]) -> T:
-    """Run `steps` against the sync store API."""
-    result: Any = None
-    error: SessionExists | SessionGone | None = None
-    try:
-        while True:
-            try:
-                op = steps.send(result) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                value: T = stop.value
-                return value
-            result, error = None, None
-            try:
-                result = _run(store, op)
-            except (SessionExists, SessionGone) as exc:
-                error = exc
-    finally:
-        steps.close()
-
-
-async def adrive(store: Store, steps: Steps[T]) -> T:
-    """Run `steps` against the async store API (no thread hop for native async stores)."""
-    result: Any = None
-    error: SessionExists | SessionGone | None = None
-    try:
-        while True:
-            try:
-                op = steps.send(result) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                value: T = stop.value
-                return value
-            result, error = None, None
-            try:
-                result = await _arun(store, op)
-            except (SessionExists, SessionGone) as exc:
-                error = exc
-    finally:
-        steps.close()
-
-
 # ------------------------------------------------------------------ one session's state
 
 
 class SessionState:
     """What one request knows about its session beyond the data: id, what is stored, plan.
 
-    The data itself lives in the framework's session object (a dict); the steps take it as
+    The data itself lives in the framework's session object (a dict); the plans take it as
     an argument, so this class never needs to know the framework.
     """
 
@@ -266,11 +163,11 @@ class SessionState:
         """The store holds a live record under self.key, as far as this request knows."""
         return self.key is not None and not self._unsaved and not self.new and not self.gone
 
-    def run(self, steps: Steps[T]) -> T:
-        return drive(self.store, steps)
+    def run(self, plan: Steps[T]) -> T:
+        return drive(self.store, plan)
 
-    async def arun(self, steps: Steps[T]) -> T:
-        return await adrive(self.store, steps)
+    async def arun(self, plan: Steps[T]) -> T:
+        return await adrive(self.store, plan)
 
     # ----------------------------------------------------------------- loading
 
@@ -292,7 +189,7 @@ class SessionState:
     def load(self) -> Steps[dict[str, Any]]:
         """The data of self.key's live record, or {} (and self.key None) if there is none."""
         # No id, no round trip; a malformed one costs none either (Store.load checks).
-        record = (yield _Load(self.key)) if self.key else None
+        record = (yield steps.load(self.key)) if self.key else None
         self._end_current(keep=False)
         self._unsaved = self.gone = False
         if record is None:
@@ -322,7 +219,7 @@ class SessionState:
     def delete_ended(self) -> Steps[None]:
         """Delete the records regenerate() and end() left behind, now."""
         while self._ended:
-            yield _Delete(self._ended[0])
+            yield steps.delete(self._ended[0])
             self._ended.pop(0)
 
     def _end_current(self, keep: bool = True) -> None:
@@ -411,7 +308,7 @@ class SessionState:
         value = data.get(name)
         base = value if type(value) is int and name not in self._counters else 0
         try:
-            result = yield _Increment(self.key, name, delta, expires_at, base)
+            result = yield steps.increment(self.key, name, delta, expires_at, base)
         except SessionGone:
             self._lost()
             raise
@@ -458,7 +355,7 @@ class SessionState:
         for _ in range(MAX_CREATE_ATTEMPTS):
             candidate = key or keys.new_key()
             try:
-                yield _Create(candidate, record)
+                yield steps.create(candidate, record)
             except SessionExists:
                 if exact:
                     raise
@@ -480,7 +377,7 @@ class SessionState:
         assert self.key is not None
         user = self.policy.user_id(data)
         try:
-            yield _Save(self.key, SessionRecord(self._dump(data), expires_at, user), changed)
+            yield steps.save(self.key, SessionRecord(self._dump(data), expires_at, user), changed)
         except SessionGone:
             self._lost()
             raise

@@ -1,0 +1,98 @@
+"""The store operations the session lifecycle yields, and the drivers that carry them out.
+
+The lifecycle (cloudsessions.session) decides; it never calls a store. Its decisions are
+generators that yield these calls and receive each one's result: `drive` makes them on the
+sync store API (Store.load, ...), `adrive` on its async twins (Store.aload, ...), so a front
+door's sync and async paths are the same decisions. SessionExists and SessionGone are thrown
+back into the generator, which decides what they mean; every other error (StoreUnavailable,
+...) propagates to the caller after the generator is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .errors import SessionExists, SessionGone
+from .record import SessionRecord
+from .store import Store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One store call: Store.<method>(*args, **kwargs), or its async twin Store.a<method>."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+Steps = Generator[Call, Any, T]
+
+
+def load(key: str) -> Call:
+    return Call("load", (key,))
+
+
+def delete(key: str) -> Call:
+    return Call("delete", (key,))
+
+
+def create(key: str, record: SessionRecord) -> Call:
+    return Call("create", (key, record))
+
+
+def save(key: str, record: SessionRecord, changed: list[str]) -> Call:
+    return Call("save", (key, record, changed))
+
+
+def increment(key: str, name: str, delta: int, expires_at: float, base: int) -> Call:
+    return Call("increment", (key, name, delta), {"expires_at": expires_at, "base": base})
+
+
+class _Feed(Generic[T]):
+    """Feeds each call's outcome back into the steps; the drivers only make the calls."""
+
+    def __init__(self, steps: Steps[T]) -> None:
+        self.steps = steps
+        self.result: Any = None
+        self.error: SessionExists | SessionGone | None = None
+        self.value: Any = None
+
+    def next(self) -> Call | None:
+        steps, error = self.steps, self.error
+        try:
+            call = steps.send(self.result) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            self.value = stop.value
+            return None
+        self.result, self.error = None, None
+        return call
+
+
+def drive(store: Store, steps: Steps[T]) -> T:
+    """Run `steps` against the sync store API."""
+    feed = _Feed(steps)
+    with contextlib.closing(steps):
+        while (call := feed.next()) is not None:
+            try:
+                feed.result = getattr(store, call.method)(*call.args, **call.kwargs)
+            except (SessionExists, SessionGone) as exc:
+                feed.error = exc
+        return feed.value  # type: ignore[no-any-return]
+
+
+async def adrive(store: Store, steps: Steps[T]) -> T:
+    """Run `steps` against the async store API (no thread hop for native async stores)."""
+    feed = _Feed(steps)
+    with contextlib.closing(steps):
+        while (call := feed.next()) is not None:
+            try:
+                feed.result = await getattr(store, "a" + call.method)(*call.args, **call.kwargs)
+            except (SessionExists, SessionGone) as exc:
+                feed.error = exc
+        return feed.value  # type: ignore[no-any-return]
