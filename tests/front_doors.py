@@ -45,6 +45,7 @@ from cloudsessions.asgi import SessionMiddleware
 from cloudsessions.django.engine import SessionStore
 from cloudsessions.flask import CloudSessions
 from tests import stores
+from tests.concurrency import at_once
 from tests.services._process import free_port, run_server
 
 LIFETIME = 3600  # seconds: the record lifetime of the Flask and ASGI apps
@@ -528,20 +529,5 @@ def check_concurrent_increments_through_a_server(base: str) -> None:
     browser = Browser(base)
     assert browser.get("/count") == {"views": 1}
     requests = 20
-    barrier = threading.Barrier(requests)
-    errors: list[BaseException] = []
-
-    def visit() -> None:
-        try:
-            barrier.wait(timeout=30)
-            browser.get("/count")
-        except BaseException as exc:  # reported below, not lost in a thread
-            errors.append(exc)
-
-    workers = [threading.Thread(target=visit) for _ in range(requests)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert errors == []
+    at_once(requests, lambda _: browser.get("/count"))
     assert browser.get("/read")["data"]["views"] == 1 + requests

@@ -5,7 +5,6 @@ Round trips are counted at the SDK level by each store's instrumentation (tests/
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from cloudsessions import (
     record_id,
 )
 from tests import stores
+from tests.concurrency import at_once
 from tests.stores import Instrumented, expired, live
 
 
@@ -195,25 +195,16 @@ def test_concurrent_writers_on_threads_all_survive(instrumented: Instrumented) -
     key = new_key()
     store.create(key, live({}))
     writers = 8
-    barrier = threading.Barrier(writers)
-    errors: list[BaseException] = []
+    # Every writer holds a copy loaded before any of them saves.
+    copies = [store.load(key) for _ in range(writers)]
 
     def write(n: int) -> None:
-        try:
-            record = store.load(key)
-            assert record is not None
-            record.data[f"w{n}"] = n
-            barrier.wait()
-            store.save(key, record, [f"w{n}"])
-        except BaseException as exc:
-            errors.append(exc)
+        record = copies[n]
+        assert record is not None
+        record.data[f"w{n}"] = n
+        store.save(key, record, [f"w{n}"])
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    at_once(writers, write)
     record = store.load(key)
     assert record is not None
     assert record.data == {f"w{n}": n for n in range(writers)}

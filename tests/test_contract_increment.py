@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
 
 from cloudsessions import SessionGone, SessionRecord, new_key
+from tests.concurrency import at_once
 from tests.stores import Instrumented
 
 HOUR = 3600.0
@@ -39,23 +39,12 @@ def test_concurrent_increments_never_lose_a_count(instrumented: Instrumented) ->
     key = new_key()
     store.create(key, SessionRecord({}, later()))
     workers, each = 8, 5
-    barrier = threading.Barrier(workers)
-    errors: list[BaseException] = []
 
-    def bump() -> None:
-        try:
-            barrier.wait()
-            for _ in range(each):
-                store.increment(key, "views", expires_at=later())
-        except BaseException as exc:
-            errors.append(exc)
+    def bump(_: int) -> None:
+        for _ in range(each):
+            store.increment(key, "views", expires_at=later())
 
-    threads = [threading.Thread(target=bump) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    at_once(workers, bump)
     record = store.load(key)
     assert record is not None and record.data == {"views": workers * each}
 
@@ -104,22 +93,7 @@ def test_concurrent_conversions_of_a_plain_integer_all_count(instrumented: Instr
     key = new_key()
     store.create(key, SessionRecord({"views": 10}, later()))
     workers = 8
-    barrier = threading.Barrier(workers)
-    errors: list[BaseException] = []
-
-    def bump() -> None:
-        try:
-            barrier.wait()
-            store.increment(key, "views", expires_at=later(), base=10)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=bump) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    at_once(workers, lambda _: store.increment(key, "views", expires_at=later(), base=10))
     record = store.load(key)
     assert record is not None and record.data == {"views": 10 + workers}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from cloudsessions.demo.page import GREETINGS
 from tests import stores
+from tests.concurrency import at_once
 from tests.services._process import free_port, run_server
 from tests.test_demo import Browser, fingerprint, views_and_greeting
 
@@ -113,23 +113,7 @@ def test_concurrent_page_views_lose_no_count(
         browser = Browser(base)
         views, greeting = views_and_greeting(browser.get())
         assert views == 1
-        requests = 20
-        barrier = threading.Barrier(requests)
-        seen: list[tuple[int, str]] = []
-        errors: list[BaseException] = []
-
-        def visit() -> None:
-            try:
-                barrier.wait(timeout=30)  # all at once, one visitor's cookie
-                seen.append(views_and_greeting(browser.get()))
-            except BaseException as exc:  # reported below, not lost in a thread
-                errors.append(exc)
-
-        workers = [threading.Thread(target=visit) for _ in range(requests)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        assert errors == []
+        requests = 20  # all at once, with one visitor's cookie
+        seen = at_once(requests, lambda _: views_and_greeting(browser.get()))
         assert sorted(seen) == [(n, greeting) for n in range(2, requests + 2)]
         assert views_and_greeting(browser.get()) == (requests + 2, greeting)

@@ -37,7 +37,7 @@ from cloudsessions.flask import CloudSessions
 from tests.backends.mongodb import CommandCounter
 from tests.services._process import HOST, free_port
 from tests.services.secantus import dedicated_secantus
-from tests.stores import RoundTrips
+from tests.stores import RoundTrips, unique_name
 
 BOUND_MS = 1000  # the store's bound on each operation here
 # One store attempt takes about BOUND_MS; two would take twice that. The slack is for a
@@ -77,6 +77,8 @@ Answer = tuple[int, dict[str, str]]
 # Run by the /count-through-outage views when their increment failed: the test resumes the
 # store there, so the rest of the same request meets a store that answers again.
 on_failed_increment: list[Callable[[], None]] = []
+# The commands each test's store sent, as the server would see them (reset per test).
+trips = RoundTrips()
 
 
 def _recovered() -> None:
@@ -187,74 +189,67 @@ def django_visitor(store: Store) -> Iterator[Visitor]:
 VISITORS = {"django": django_visitor, "flask": flask_visitor, "asgi": asgi_visitor}
 
 
-def outage_store(port: int, name: str, trips: RoundTrips) -> Store:
+@pytest.fixture(params=sorted(VISITORS))
+def new_visitor(request: pytest.FixtureRequest, server: Any) -> Iterator[tuple[Visitor, Store]]:
+    """A visitor without a cookie on a warmed-up door (its pooled connections are open),
+    over a store on the module's server whose commands are counted in `trips`."""
+    port, _ = server
     store = open_store(
-        f"mongodb://{HOST}:{port}/{name}?collection=sessions",
+        f"mongodb://{HOST}:{port}/{unique_name('outage')}?collection=sessions",
         timeoutMS=BOUND_MS,
         event_listeners=[CommandCounter(trips)],
     )
     store.provision()
-    return store
-
-
-@pytest.mark.parametrize("door", sorted(VISITORS))
-def test_a_new_visitors_write_during_a_freeze_costs_one_attempt_then_503(
-    door: str, server: Any
-) -> None:
-    port, proc = server
-    trips = RoundTrips()
-    store = outage_store(port, f"outage_{door}", trips)
-    with VISITORS[door](store) as visitor:
-        assert visitor.get("/write?warm=1")[0] == 200  # pooled connections are open
-        visitor.forget()  # a new visitor from here: no cookie, so the write is a create
-        with frozen(proc):
-            trips.reset()
-            started = time.monotonic()
-            status, headers = visitor.get("/write?a=1")
-            elapsed = time.monotonic() - started
-        assert (status, headers.get("retry-after")) == (503, "5")
-        assert "set-cookie" not in headers, "no cookie for a record that was never stored"
-        assert trips.writes == ["insert"], "one store attempt, not a second from an error path"
-        assert elapsed < ONE_ATTEMPT, f"{elapsed:.1f} s: longer than one store timeout"
-
-        # The store answers again: the same visitor's next request creates its session.
-        deadline = time.monotonic() + 15
-        while (answer := visitor.get("/write?a=2"))[0] != 200:
-            assert time.monotonic() < deadline, f"no recovery: {answer}"
-            time.sleep(0.2)
-        assert "set-cookie" in answer[1]
+    with VISITORS[request.param](store) as visitor:
+        assert visitor.get("/write?warm=1")[0] == 200
+        visitor.forget()  # a new visitor from here: no cookie, so a write is a create
+        trips.reset()
+        yield visitor, store
     store.close()
 
 
-@pytest.mark.parametrize("door", sorted(VISITORS))
+def test_a_new_visitors_write_during_a_freeze_costs_one_attempt_then_503(
+    new_visitor: tuple[Visitor, Store], server: Any
+) -> None:
+    visitor, _ = new_visitor
+    with frozen(server[1]):
+        started = time.monotonic()
+        status, headers = visitor.get("/write?a=1")
+        elapsed = time.monotonic() - started
+    assert (status, headers.get("retry-after")) == (503, "5")
+    assert "set-cookie" not in headers, "no cookie for a record that was never stored"
+    assert trips.writes == ["insert"], "one store attempt, not a second from an error path"
+    assert elapsed < ONE_ATTEMPT, f"{elapsed:.1f} s: longer than one store timeout"
+
+    # The store answers again: the same visitor's next request creates its session.
+    deadline = time.monotonic() + 15
+    while (answer := visitor.get("/write?a=2"))[0] != 200:
+        assert time.monotonic() < deadline, f"no recovery: {answer}"
+        time.sleep(0.2)
+    assert "set-cookie" in answer[1]
+
+
 def test_a_create_that_failed_mid_request_leaves_nothing_believed_stored(
-    door: str, server: Any
+    new_visitor: tuple[Visitor, Store], server: Any
 ) -> None:
     # A new visitor's increment must create the record first; the store is frozen, so that
     # create fails and the view goes on. The store then answers again: the commit at the end
     # of the same request must create the record (not save one it wrongly believes exists,
     # which would drop the data and send no cookie).
-    port, proc = server
-    trips = RoundTrips()
-    store = outage_store(port, f"midrequest_{door}", trips)
-    with VISITORS[door](store) as visitor:
-        assert visitor.get("/write?warm=1")[0] == 200
-        visitor.forget()
-        freeze(proc)
-        on_failed_increment.append(lambda: os.kill(proc.pid, signal.SIGCONT))
-        try:
-            trips.reset()
-            status, headers = visitor.get("/count-through-outage")
-        finally:
-            on_failed_increment.clear()
-            os.kill(proc.pid, signal.SIGCONT)
-        assert status == 200
-        assert "set-cookie" in headers, "the session was stored, so the browser gets its id"
-        assert trips.writes[0] == "insert", "the failed create"
-        assert trips.writes[-1] == "insert", "the commit creates; it does not update"
-        assert "update" not in trips.writes
-        sid = re.search(r"\bsession(?:id)?=([a-z0-9]{32,})", headers["set-cookie"])
-        assert sid is not None, headers["set-cookie"]
-        record = store.load(sid.group(1))
-        assert record is not None and record.data == {"after": "outage"}
-    store.close()
+    (visitor, store), proc = new_visitor, server[1]
+    freeze(proc)
+    on_failed_increment.append(lambda: os.kill(proc.pid, signal.SIGCONT))
+    try:
+        status, headers = visitor.get("/count-through-outage")
+    finally:
+        on_failed_increment.clear()
+        os.kill(proc.pid, signal.SIGCONT)
+    assert status == 200
+    assert "set-cookie" in headers, "the session was stored, so the browser gets its id"
+    assert trips.writes[0] == "insert", "the failed create"
+    assert trips.writes[-1] == "insert", "the commit creates; it does not update"
+    assert "update" not in trips.writes
+    sid = re.search(r"\bsession(?:id)?=([a-z0-9]{32,})", headers["set-cookie"])
+    assert sid is not None, headers["set-cookie"]
+    record = store.load(sid.group(1))
+    assert record is not None and record.data == {"after": "outage"}
