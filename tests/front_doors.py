@@ -51,7 +51,7 @@ from tests.services._process import free_port, run_server
 LIFETIME = 3600  # seconds: the record lifetime of the Flask and ASGI apps
 DOORS = ["django", "flask", "asgi", "asgi-trio"]
 PATHS = ["read", "write", "append", "remove", "login", "signin", "signout", "logout"]
-PATHS += ["count", "write-set", "race"]
+PATHS += ["count", "write-set", "race", "race-signin"]
 OK = {"ok": True}
 DEFAULT: Any = object()  # an option left at the framework's default
 
@@ -131,6 +131,12 @@ class Views:
         self.store.delete(self.sid)
         return OK
 
+    def race_signin(self, args: Mapping[str, str]) -> Any:  # revoked, then signed in
+        self.session.get("cart")  # read the session now: Django reads it when first used
+        self.store.delete(self.sid)
+        self.session[self.user_key] = args["user"]
+        return OK
+
     def count(self, args: Mapping[str, str]) -> Any:
         self.session.get("views")  # read the session now: Django reads it when first used
         if _meeting is not None:
@@ -158,6 +164,11 @@ class StarletteViews(FlaskViews):
     async def race(self, args: Mapping[str, str]) -> Any:  # type: ignore[override]
         self.session["a"] = 2
         await self.store.adelete(self.sid)
+        return OK
+
+    async def race_signin(self, args: Mapping[str, str]) -> Any:  # type: ignore[override]
+        await self.store.adelete(self.sid)
+        self.session[self.user_key] = args["user"]
         return OK
 
     async def count(self, args: Mapping[str, str]) -> Any:  # type: ignore[override]
@@ -209,6 +220,10 @@ def _asgi_view(name: str) -> Callable[[Request], Any]:
 async def asgi_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     websocket.session["b"] = 2  # the session is read-only here: never written
+    try:
+        await websocket.session.aincrement("views")  # nor by an increment
+    except RuntimeError as refused:
+        websocket.session["refused"] = str(refused)
     await websocket.send_json(dict(websocket.session))
     await websocket.close()
 

@@ -226,6 +226,21 @@ def test_a_session_deleted_during_the_request_is_not_resurrected(
     assert on_store.store.load(key) is None, "the save did not re-create the record"
 
 
+def test_a_rotation_never_revives_a_session_revoked_during_the_request(
+    door: Door, on_store: Instrumented
+) -> None:
+    # Revoked (say by "log out everywhere") while this request ran, which then signs a user
+    # in: the rotation creates the new record first, finds the old one already ended, and
+    # removes the new one again. Nothing of the session lives on under any id.
+    store = on_store.store
+    key = door.begin(cart="apples")
+    answer = door.get("/race-signin", user="7")
+    assert answer.status == door.interrupted_status
+    assert answer.cookies == [], "no new id reaches the browser"
+    assert store.load(key) is None
+    assert store.for_user("7") == [], "no session of the user was created"
+
+
 def test_a_value_that_cannot_be_stored_fails_before_anything_is_written(
     door: Door, on_store: Instrumented
 ) -> None:

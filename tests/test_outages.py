@@ -104,6 +104,10 @@ def flask_visitor(store: Store) -> Iterator[Visitor]:
         session.update(request.args)
         return jsonify(ok=True)
 
+    @app.get("/count")
+    def count_or_fail() -> Any:
+        return jsonify(views=session.increment("views"))  # type: ignore[attr-defined]
+
     @app.get("/count-through-outage")
     def count() -> Any:
         try:
@@ -128,6 +132,9 @@ def asgi_visitor(store: Store) -> Iterator[Visitor]:
         request.session.update(request.query_params)
         return JSONResponse({"ok": True})
 
+    async def count_or_fail(request: Request) -> JSONResponse:
+        return JSONResponse({"views": await request.session.aincrement("views")})
+
     async def count(request: Request) -> JSONResponse:
         try:
             await request.session.aincrement("views")
@@ -137,7 +144,11 @@ def asgi_visitor(store: Store) -> Iterator[Visitor]:
         return JSONResponse({"ok": True})
 
     app = Starlette(
-        routes=[Route("/write", write), Route("/count-through-outage", count)],
+        routes=[
+            Route("/write", write),
+            Route("/count", count_or_fail),
+            Route("/count-through-outage", count),
+        ],
         middleware=[Middleware(SessionMiddleware, store=store)],
     )
     # One event loop for all requests, as a server has: its async client stays connected.
@@ -155,6 +166,10 @@ def django_write(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
+def django_count_or_fail(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"views": request.session.increment("views")})  # type: ignore[attr-defined]
+
+
 def django_count(request: HttpRequest) -> HttpResponse:
     try:
         request.session.increment("views")  # type: ignore[attr-defined]
@@ -164,7 +179,11 @@ def django_count(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
-urlpatterns = [path("write", django_write), path("count-through-outage", django_count)]
+urlpatterns = [
+    path("write", django_write),
+    path("count", django_count_or_fail),
+    path("count-through-outage", django_count),
+]
 
 
 @contextlib.contextmanager
@@ -227,6 +246,22 @@ def test_a_new_visitors_write_during_a_freeze_costs_one_attempt_then_503(
         assert time.monotonic() < deadline, f"no recovery: {answer}"
         time.sleep(0.2)
     assert "set-cookie" in answer[1]
+
+
+def test_a_store_error_in_the_view_is_one_attempt_then_503(
+    new_visitor: tuple[Visitor, Store], server: Any
+) -> None:
+    # The view's increment must create the record first; that create fails and the error
+    # leaves the view. Flask then saves the session from its error path: it must not try
+    # the same create again; ASGI must answer 503 too, not a bare 500.
+    visitor, _ = new_visitor
+    with frozen(server[1]):
+        started = time.monotonic()
+        status, headers = visitor.get("/count")
+        elapsed = time.monotonic() - started
+    assert (status, headers.get("retry-after")) == (503, "5")
+    assert "set-cookie" not in headers
+    assert elapsed < ONE_ATTEMPT, f"{elapsed:.1f} s: longer than one store timeout"
 
 
 def test_a_create_that_failed_mid_request_leaves_nothing_believed_stored(

@@ -24,6 +24,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import anyio
 from starlette.datastructures import MutableHeaders, Secret
 from starlette.middleware.sessions import Session as StarletteSession
 from starlette.requests import HTTPConnection
@@ -137,15 +138,17 @@ class SessionMiddleware:
         session = Session(data, state)
         scope["session"] = session
         if scope["type"] == "websocket":
+            state.read_only = True  # a WebSocket cannot set a cookie: nothing is written
             await self.app(scope, receive, send)
             return
-        replaced = False  # the app's response was replaced by the outage answer
+        started = replaced = False  # the response started / was replaced by the 503
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal replaced
+            nonlocal started, replaced
             if replaced:
                 return  # the rest of the app's response, which the client never sees
             if message["type"] == "http.response.start":
+                started = True
                 try:
                     action = await state.arun(state.commit(session))
                 except StoreUnavailable:
@@ -154,18 +157,30 @@ class SessionMiddleware:
                     replaced = True
                     await self._send_unavailable(send)
                     return
+                except BaseException:
+                    await self._discard_created(state)
+                    raise
                 self._set_cookie(message, session, state, action)
             try:
                 await send(message)
             except BaseException:
-                # The client never got the cookie of the record this request created: remove
-                # the record rather than leave it orphaned.
-                if message["type"] == "http.response.start" and state.created and state.key:
-                    with contextlib.suppress(Exception):
-                        await self.store.adelete(state.key)
+                if message["type"] == "http.response.start":
+                    await self._discard_created(state)
                 raise
 
-        await self.app(scope, receive, send_wrapper)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except StoreUnavailable:
+            # Raised by the view itself (an increment, a store call of its own).
+            if not self.outage_response or started:
+                raise
+            await self._send_unavailable(send)
+
+    async def _discard_created(self, state: SessionState) -> None:
+        # The browser never gets the cookie of a record this request created: remove the
+        # record rather than leave it unreachable, even while the request is being cancelled.
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await state.arun(state.discard_created())
 
     def _set_cookie(
         self, message: Message, session: Session, state: SessionState, action: Cookie

@@ -182,8 +182,19 @@ class CloudSessionInterface(SessionInterface):
         assert state is not None
         if isinstance(session._outcome, _Untried):
             session._outcome = None  # one store attempt per request, even if this raises
+            if response.status_code >= 500:
+                # As Django's middleware: a failed request saves nothing. It is also how a
+                # store error during the view (answered by the 503 handler) is not followed
+                # by a second attempt at the same write.
+                return
             accessed = session.accessed
-            session._outcome = state.run(state.commit(session))
+            try:
+                session._outcome = state.run(state.commit(session))
+            except StoreUnavailable:
+                raise
+            except Exception:
+                state.run(state.discard_created())  # its id will never reach the browser
+                raise
             session.accessed = accessed  # the commit's reads are not the app's
         action = session._outcome
         if action is None:

@@ -10,8 +10,8 @@ Django SessionStore object); the state makes every decision about the store:
 - new session -> one create under a fresh id from `secrets` (no existence check), tried
   under another id at most MAX_CREATE_ATTEMPTS times;
 - emptied or cleared -> the record is deleted, and the cookie too;
-- regenerate(), or the session's user changed (session fixation) -> the old record is
-  deleted and the data created under a new id;
+- regenerate(), or the session's user changed (session fixation) -> the data is created
+  under a new id, then the old id is retired (expired at once, only if it is still live);
 - a save that finds the record gone (logged out elsewhere) never re-creates it.
 
 Every value is encoded before the first write, so a value that cannot be stored fails the
@@ -148,8 +148,10 @@ class SessionState:
         self._counters: set[str] = set()
         # The user id of the record as last loaded or written (see Policy).
         self._user: str | None = None
-        # Ids of records this request ended (regenerate/clear): deleted at the next write.
+        # Ids of records this request ended (clear, logout): deleted at the next write.
         self._ended: list[str] = []
+        # The id regenerate() replaced: retired once the new record exists (see retire()).
+        self._retiring: str | None = None
         # True while self.key is a fresh id that the store does not hold yet.
         self._unsaved = False
         # The record vanished under us (logged out elsewhere): write nothing more.
@@ -157,6 +159,8 @@ class SessionState:
         # This request wrote the record (so the cookie is re-sent) / created it.
         self.wrote = False
         self.created = False
+        # Set for a session that can never send a cookie (a WebSocket's): it writes nothing.
+        self.read_only = False
 
     @property
     def stored(self) -> bool:
@@ -207,14 +211,36 @@ class SessionState:
     # ----------------------------------------------------------------- id changes
 
     def regenerate(self) -> None:
-        """Move the data to a new id at the next write; the old record is deleted then."""
-        self._end_current()
+        """Move the data to a new id at the next write; the old id is retired after it."""
+        if self.key is not None and not self._unsaved and self._retiring is None:
+            self._retiring = self.key
+        self._end_current(keep=False)
         self.key, self._unsaved = keys.new_key(), True
 
     def end(self) -> None:
         """The session was cleared: delete its record; anything set later gets a new id."""
+        if self._retiring is not None:  # regenerated, then cleared: a plain logout
+            self._ended.append(self._retiring)
+            self._retiring = None
         self._end_current()
         self.key, self._unsaved = None, False
+
+    def retire(self) -> Steps[None]:
+        """End the id that regenerate() replaced, now, and only if it is still live.
+
+        One conditional write that expires the old record at once (it is never served
+        again; the store's TTL or purge removes it). If it was already ended elsewhere (a
+        logout, a revocation) it raises SessionGone: the session must not live on under a
+        new id.
+        """
+        old, self._retiring = self._retiring, None
+        if old is None:
+            return
+        try:
+            yield steps.save(old, SessionRecord({}, time.time(), None), [])
+        except SessionGone:
+            self._lost()
+            raise
 
     def delete_ended(self) -> Steps[None]:
         """Delete the records regenerate() and end() left behind, now."""
@@ -248,8 +274,8 @@ class SessionState:
         if self.gone:
             return Cookie.KEEP
         if not data:
-            if self.stored:
-                self._end_current()
+            if self.stored or self._retiring is not None:
+                self.end()
             ended = bool(self._ended)
             yield from self.delete_ended()
             self.key, self._unsaved = None, False
@@ -292,6 +318,8 @@ class SessionState:
         A new or regenerated session is created first, and a value this request assigned
         to `name` is saved first, because the store adds to its own copy.
         """
+        if self.read_only:
+            raise RuntimeError("this session is read-only: a WebSocket cannot set a cookie")
         if self.gone:
             raise SessionGone("the session was deleted or has expired")
         expires_at = time.time() + self.policy.lifetime if expires_at is None else expires_at
@@ -300,7 +328,9 @@ class SessionState:
         yield from self.delete_ended()
         if self.key is None or self._unsaved:
             yield from self._create(data, texts, expires_at)
-        elif name in data and self._stored.get(name) != texts[name]:
+            yield from self._retire_after_create()
+        elif self._stored.get(name) != texts.get(name):
+            # A value this request assigned (or removed) reaches the store first.
             yield from self._save(data, texts, [name], expires_at)
         assert self.key is not None
         # The store starts a field that is not a counter yet from `base`: the plain integer
@@ -329,16 +359,31 @@ class SessionState:
         exact: bool = False,
     ) -> Steps[None]:
         """The one write a request makes: create, save the changed keys, or refresh."""
+        if self.gone:
+            raise SessionGone("the session was deleted or has expired")
         if not exact:
             self._rotate_if_user_changed(data)
         yield from self.delete_ended()
         if exact or self.key is None or self._unsaved or self.new:
             yield from self._create(data, texts, expires_at, exact=exact)
+            yield from self._retire_after_create()
             return
         changed = [k for k, text in texts.items() if self._stored.get(k) != text]
         changed += [k for k in self._stored if k not in texts]
         if changed or touch:
             yield from self._save(data, texts, changed, expires_at)
+
+    def _retire_after_create(self) -> Steps[None]:
+        # The new record exists before the old one is retired: a create that fails (too
+        # large, store unavailable) leaves the session as it was. If the old one turns out
+        # to have been ended elsewhere meanwhile, the new one goes too.
+        try:
+            yield from self.retire()
+        except SessionGone:
+            assert self.key is not None
+            yield steps.delete(self.key)
+            self.key, self.new, self.created = None, True, False
+            raise
 
     def _create(
         self,
@@ -406,6 +451,13 @@ class SessionState:
             return dict(data)
         return {k: values.dump(v) for k, v in data.items()}
 
+    def discard_created(self) -> Steps[None]:
+        """Delete the record this request created, when its id will never reach the browser
+        (the response failed); otherwise nothing could ever name it until it expires."""
+        if self.created and self.key is not None:
+            self.created = False
+            yield steps.delete(self.key)
+
     def _lost(self) -> None:
         # Never resurrect a session ended elsewhere (logout, revocation, expiry).
         self.gone = True
@@ -442,9 +494,9 @@ class ServerSession:
     def regenerate(self) -> None:
         """A new session id for the same data, e.g. at login (defeats session fixation).
 
-        The old record is deleted and the data created under the new id when the response
-        is sent (or at the next increment): one delete and one create. A change of the user
-        id key does this by itself (see Policy.rotate_on_user_change).
+        The data is created under the new id and the old id retired when the response is
+        sent (or at the next increment): one create and one conditional write. A change of
+        the user id key does this by itself (see Policy.rotate_on_user_change).
         """
         self._require_state().regenerate()
 

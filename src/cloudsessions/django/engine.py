@@ -124,17 +124,20 @@ class SessionStore(SessionBase):
             await self._core.arun(steps)
 
     def cycle_key(self) -> None:
-        # The old record is deleted now (logout is final when this returns); the new one is
-        # created by the save that follows, under the id the view can already read.
+        # The old id is retired now (it is never served again once this returns); the new
+        # record is created by the save that follows, under the id the view can already
+        # read. A session ended elsewhere meanwhile stays ended: that save raises UpdateError.
         self._session_cache = self._get_session()  # type: ignore[attr-defined]
         self._core.regenerate()
-        self._core.run(self._core.delete_ended())
+        with contextlib.suppress(SessionGone):
+            self._core.run(self._core.retire())
         self.modified = True
 
     async def acycle_key(self) -> None:
         self._session_cache = await self._aget_session()  # type: ignore[attr-defined]
         self._core.regenerate()
-        await self._core.arun(self._core.delete_ended())
+        with contextlib.suppress(SessionGone):
+            await self._core.arun(self._core.retire())
         self.modified = True
 
     def flush(self) -> None:
