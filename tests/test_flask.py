@@ -6,10 +6,11 @@ What every front door does is in tests/test_front_doors.py.
 
 from __future__ import annotations
 
+import decimal
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,24 @@ def test_flasks_tagged_values_round_trip_through_the_store(on_store: Instrumente
     }
     with pytest.raises(SessionValueError, match=r"'tags'.*Flask tagged JSON"):
         door.get("/write-set")  # a set has no tag
+
+
+def test_values_flasks_json_provider_accepts_are_stored_as_it_stores_them(
+    on_store: Instrumented,
+) -> None:
+    # Flask's cookie session encodes through app.json: a date and a Decimal are accepted
+    # and come back as the strings Flask's provider makes of them. So here.
+    app = flask_app(on_store.store, TESTING=True)
+
+    @app.get("/provider")
+    def provider() -> Any:
+        session["when"] = {"day": date(2026, 1, 2), "price": decimal.Decimal("1.50")}
+        return {"ok": True}
+
+    door = FlaskDoor(on_store.store, app)
+    door.get("/provider")
+    expected = {"day": "Fri, 02 Jan 2026 00:00:00 GMT", "price": "1.50"}
+    assert door.get("/read").json["data"] == {"when": expected}
 
 
 # ------------------------------------------------------------------ configuration

@@ -31,11 +31,13 @@ rotation would log everyone out (Flask-Session 0.8 dropped signing by default to
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app
+from flask import json as flask_json
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSession, SessionInterface, SessionMixin
 from werkzeug.exceptions import InternalServerError
@@ -71,7 +73,13 @@ class TaggedValues(Values):
         self.serializer = serializer
 
     def dump(self, value: Any) -> Any:
-        return self.serializer.tag(value)
+        tagged = self.serializer.tag(value)
+        if tagged is None or isinstance(tagged, str | int | float):
+            return tagged
+        # Through the app's JSON provider, as Flask's cookie session does: what it turns into
+        # JSON (a date, a Decimal, a dataclass) is stored the same way, and the same things
+        # fail (a set).
+        return json.loads(flask_json.dumps(tagged))
 
     def load(self, value: Any) -> Any:
         # Inside out, as json.loads(object_hook=serializer.untag) does for Flask's cookie.
