@@ -86,6 +86,16 @@ def _recovered() -> None:
         resume()
 
 
+# Run by the /read-then-fail views after their session was loaded: the test freezes the
+# store there, so only the commit at the end of the request meets the outage.
+on_read: list[Callable[[], None]] = []
+
+
+def _read() -> None:
+    for hook in on_read:
+        hook()
+
+
 class Visitor:
     """One browser on one front door: get(path) -> (status, lower-case headers)."""
 
@@ -103,6 +113,11 @@ def flask_visitor(store: Store) -> Iterator[Visitor]:
     def write() -> Any:
         session.update(request.args)
         return jsonify(ok=True)
+
+    @app.get("/read-then-fail")
+    def read_then_fail() -> Any:
+        _read()
+        return jsonify(dict(session))
 
     @app.get("/count")
     def count_or_fail() -> Any:
@@ -132,6 +147,10 @@ def asgi_visitor(store: Store) -> Iterator[Visitor]:
         request.session.update(request.query_params)
         return JSONResponse({"ok": True})
 
+    async def read_then_fail(request: Request) -> JSONResponse:
+        _read()
+        return JSONResponse(dict(request.session))
+
     async def count_or_fail(request: Request) -> JSONResponse:
         return JSONResponse({"views": await request.session.aincrement("views")})
 
@@ -147,6 +166,7 @@ def asgi_visitor(store: Store) -> Iterator[Visitor]:
         routes=[
             Route("/write", write),
             Route("/count", count_or_fail),
+            Route("/read-then-fail", read_then_fail),
             Route("/count-through-outage", count),
         ],
         middleware=[Middleware(SessionMiddleware, store=store)],
@@ -166,6 +186,11 @@ def django_write(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
+def django_logout(request: HttpRequest) -> HttpResponse:
+    request.session.flush()
+    return JsonResponse({"ok": True})
+
+
 def django_count_or_fail(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"views": request.session.increment("views")})  # type: ignore[attr-defined]
 
@@ -182,6 +207,7 @@ def django_count(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("write", django_write),
     path("count", django_count_or_fail),
+    path("logout", django_logout),
     path("count-through-outage", django_count),
 ]
 
@@ -288,3 +314,56 @@ def test_a_create_that_failed_mid_request_leaves_nothing_believed_stored(
     assert sid is not None, headers["set-cookie"]
     record = store.load(sid.group(1))
     assert record is not None and record.data == {"after": "outage"}
+
+
+@pytest.mark.parametrize("door", ["flask", "asgi"])  # Django's engine has no refresh policy
+def test_an_expiry_refresh_the_store_cannot_take_does_not_fail_a_read(
+    door: str, server: Any
+) -> None:
+    port, proc = server
+    store = open_store(
+        f"mongodb://{HOST}:{port}/{unique_name('refresh')}?collection=sessions",
+        timeoutMS=BOUND_MS,
+    )
+    with VISITORS[door](store) as visitor:
+        answer = visitor.get("/write?a=1")
+        sid = re.search(r"\bsession=([a-z0-9]{32,})", answer[1]["set-cookie"])
+        assert sid is not None
+        record = store.load(sid.group(1))
+        assert record is not None
+        record.expires_at = time.time() + 60  # most of the lifetime has passed: refresh due
+        store.save(sid.group(1), record, [])
+        on_read.append(lambda: freeze(proc))
+        try:
+            status, headers = visitor.get("/read-then-fail")
+        finally:
+            on_read.clear()
+            os.kill(proc.pid, signal.SIGCONT)
+        assert status == 200, "the refresh is optional: the read still succeeds"
+        assert "set-cookie" not in headers
+        # (The refresh may still land: the frozen server took the request and answers it
+        # once it runs again; the client had stopped waiting.)
+        assert store.load(sid.group(1)) is not None, "the session is intact"
+    store.close()
+
+
+def test_a_django_logout_the_store_cannot_take_keeps_the_cookie(server: Any) -> None:
+    # flush() could not delete the record, which stays live: the 503 must not delete the
+    # browser's cookie too, or the user could not retry a logout that did not happen.
+    port, proc = server
+    store = open_store(
+        f"mongodb://{HOST}:{port}/{unique_name('logout')}?collection=sessions",
+        timeoutMS=BOUND_MS,
+    )
+    with django_visitor(store) as visitor:
+        assert visitor.get("/write?a=1")[0] == 200
+        with frozen(proc):
+            status, headers = visitor.get("/logout")
+        assert (status, headers.get("retry-after")) == (503, "5")
+        assert "set-cookie" not in headers, "the cookie is left for the retry"
+        deadline = time.monotonic() + 15
+        while (answer := visitor.get("/logout"))[0] != 200:
+            assert time.monotonic() < deadline, f"no recovery: {answer}"
+            time.sleep(0.2)
+        assert 'sessionid=""' in answer[1]["set-cookie"], "the retried logout ends it"
+    store.close()

@@ -33,7 +33,13 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from . import codec, keys, steps
-from .errors import ConfigurationError, SessionExists, SessionGone, SessionValueError
+from .errors import (
+    ConfigurationError,
+    SessionExists,
+    SessionGone,
+    SessionValueError,
+    StoreUnavailable,
+)
 from .record import SessionRecord
 from .steps import Steps, adrive, drive
 from .store import Store
@@ -286,7 +292,9 @@ class SessionState:
             return Cookie.DELETE if ended and self.cookie_key else Cookie.KEEP
         touch = self.policy.refresh_due(self.expires_at, now)
         try:
-            yield from self._write(data, texts, now + self.policy.lifetime, touch=touch)
+            yield from self._write(
+                data, texts, now + self.policy.lifetime, touch=touch, optional_touch=True
+            )
         except SessionGone:
             return Cookie.KEEP
         return Cookie.SET if self.wrote else Cookie.KEEP
@@ -357,8 +365,14 @@ class SessionState:
         *,
         touch: bool,
         exact: bool = False,
+        optional_touch: bool = False,
     ) -> Steps[None]:
-        """The one write a request makes: create, save the changed keys, or refresh."""
+        """The one write a request makes: create, save the changed keys, or refresh.
+
+        With `optional_touch`, a refresh that is all there is to write may fail (store
+        unavailable) without failing the request: the record is still live, and the next
+        request tries again.
+        """
         if self.gone:
             raise SessionGone("the session was deleted or has expired")
         if not exact:
@@ -370,8 +384,15 @@ class SessionState:
             return
         changed = [k for k, text in texts.items() if self._stored.get(k) != text]
         changed += [k for k in self._stored if k not in texts]
-        if changed or touch:
+        if changed:
             yield from self._save(data, texts, changed, expires_at)
+        elif touch:
+            try:
+                yield from self._save(data, texts, changed, expires_at)
+            except StoreUnavailable:
+                if not optional_touch:
+                    raise
+                logger.warning("the store did not answer an expiry refresh; it is retried later")
 
     def _retire_after_create(self) -> Steps[None]:
         # The new record exists before the old one is retired: a create that fails (too
@@ -523,7 +544,11 @@ class ServerSession:
         return state.run(state.increment(self._data(), name, delta))
 
     async def aincrement(self, name: str, delta: int = 1) -> int:
-        """increment() through the store's async API."""
+        """increment() through the store's async API.
+
+        One at a time per request: a session's state is not shared between concurrent tasks
+        (two increments gathered on a new session would create it twice).
+        """
         state = self._require_state()
         return await state.arun(state.increment(self._data(), name, delta))
 

@@ -3,9 +3,10 @@
 The lifecycle (cloudsessions.session) decides; it never calls a store. Its decisions are
 generators that yield these calls and receive each one's result: `drive` makes them on the
 sync store API (Store.load, ...), `adrive` on its async twins (Store.aload, ...), so a front
-door's sync and async paths are the same decisions. SessionExists and SessionGone are thrown
-back into the generator, which decides what they mean; every other error (StoreUnavailable,
-...) propagates to the caller after the generator is closed.
+door's sync and async paths are the same decisions. The contract's errors (SessionExists,
+SessionGone, StoreUnavailable) are thrown back into the generator, which decides what they
+mean (most often: nothing, and they reach the caller); any other error propagates after the
+generator is closed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .errors import SessionExists, SessionGone
+from .errors import SessionExists, SessionGone, StoreUnavailable
 from .record import SessionRecord
 from .store import Store
 
@@ -60,7 +61,7 @@ class _Feed(Generic[T]):
     def __init__(self, steps: Steps[T]) -> None:
         self.steps = steps
         self.result: Any = None
-        self.error: SessionExists | SessionGone | None = None
+        self.error: SessionExists | SessionGone | StoreUnavailable | None = None
         self.value: Any = None
 
     def next(self) -> Call | None:
@@ -81,7 +82,7 @@ def drive(store: Store, steps: Steps[T]) -> T:
         while (call := feed.next()) is not None:
             try:
                 feed.result = getattr(store, call.method)(*call.args, **call.kwargs)
-            except (SessionExists, SessionGone) as exc:
+            except (SessionExists, SessionGone, StoreUnavailable) as exc:
                 feed.error = exc
         return feed.value  # type: ignore[no-any-return]
 
@@ -93,6 +94,6 @@ async def adrive(store: Store, steps: Steps[T]) -> T:
         while (call := feed.next()) is not None:
             try:
                 feed.result = await getattr(store, "a" + call.method)(*call.args, **call.kwargs)
-            except (SessionExists, SessionGone) as exc:
+            except (SessionExists, SessionGone, StoreUnavailable) as exc:
                 feed.error = exc
         return feed.value  # type: ignore[no-any-return]

@@ -25,6 +25,7 @@ def unavailable() -> HttpResponse:
     response = HttpResponse(outage.BODY, status=outage.STATUS)
     for name, value in outage.headers(config().retry_after):
         response[name] = value
+    response.cloudsessions_outage = True  # type: ignore[attr-defined]
     return response
 
 
@@ -33,6 +34,10 @@ class SessionMiddleware(DjangoSessionMiddleware):
         return unavailable() if isinstance(exception, StoreUnavailable) else None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if getattr(response, "cloudsessions_outage", False):
+            # The session is in an unknown state (a load, save or logout failed): leave the
+            # browser's cookie as it is, so that a retry finds the same session.
+            return response
         try:
             return super().process_response(request, response)
         except StoreUnavailable:
