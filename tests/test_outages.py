@@ -234,16 +234,18 @@ def django_visitor(store: Store) -> Iterator[Visitor]:
 VISITORS = {"django": django_visitor, "flask": flask_visitor, "asgi": asgi_visitor}
 
 
+def outage_store(port: int, name: str, **options: Any) -> Store:
+    """A fresh collection on the module's server, each operation bounded by BOUND_MS."""
+    url = f"mongodb://{HOST}:{port}/{unique_name(name)}?collection=sessions"
+    return open_store(url, timeoutMS=BOUND_MS, **options)
+
+
 @pytest.fixture(params=sorted(VISITORS))
 def new_visitor(request: pytest.FixtureRequest, server: Any) -> Iterator[tuple[Visitor, Store]]:
     """A visitor without a cookie on a warmed-up door (its pooled connections are open),
     over a store on the module's server whose commands are counted in `trips`."""
     port, _ = server
-    store = open_store(
-        f"mongodb://{HOST}:{port}/{unique_name('outage')}?collection=sessions",
-        timeoutMS=BOUND_MS,
-        event_listeners=[CommandCounter(trips)],
-    )
+    store = outage_store(port, "outage", event_listeners=[CommandCounter(trips)])
     store.provision()
     with VISITORS[request.param](store) as visitor:
         assert visitor.get("/write?warm=1")[0] == 200
@@ -253,18 +255,24 @@ def new_visitor(request: pytest.FixtureRequest, server: Any) -> Iterator[tuple[V
     store.close()
 
 
+def answer_while_frozen(visitor: Visitor, proc: Any, path: str) -> Answer:
+    """The answer to `path` with the store frozen, which must come within one attempt."""
+    with frozen(proc):
+        started = time.monotonic()
+        answer = visitor.get(path)
+        elapsed = time.monotonic() - started
+    assert elapsed < ONE_ATTEMPT, f"{elapsed:.1f} s: longer than one store timeout"
+    return answer
+
+
 def test_a_new_visitors_write_during_a_freeze_costs_one_attempt_then_503(
     new_visitor: tuple[Visitor, Store], server: Any
 ) -> None:
     visitor, _ = new_visitor
-    with frozen(server[1]):
-        started = time.monotonic()
-        status, headers = visitor.get("/write?a=1")
-        elapsed = time.monotonic() - started
+    status, headers = answer_while_frozen(visitor, server[1], "/write?a=1")
     assert (status, headers.get("retry-after")) == (503, "5")
     assert "set-cookie" not in headers, "no cookie for a record that was never stored"
     assert trips.writes == ["insert"], "one store attempt, not a second from an error path"
-    assert elapsed < ONE_ATTEMPT, f"{elapsed:.1f} s: longer than one store timeout"
 
     # The store answers again: the same visitor's next request creates its session.
     deadline = time.monotonic() + 15
@@ -280,14 +288,9 @@ def test_a_store_error_in_the_view_is_one_attempt_then_503(
     # The view's increment must create the record first; that create fails and the error
     # leaves the view. Flask then saves the session from its error path: it must not try
     # the same create again; ASGI must answer 503 too, not a bare 500.
-    visitor, _ = new_visitor
-    with frozen(server[1]):
-        started = time.monotonic()
-        status, headers = visitor.get("/count")
-        elapsed = time.monotonic() - started
+    status, headers = answer_while_frozen(new_visitor[0], server[1], "/count")
     assert (status, headers.get("retry-after")) == (503, "5")
     assert "set-cookie" not in headers
-    assert elapsed < ONE_ATTEMPT, f"{elapsed:.1f} s: longer than one store timeout"
 
 
 def test_a_create_that_failed_mid_request_leaves_nothing_believed_stored(
@@ -321,10 +324,7 @@ def test_an_expiry_refresh_the_store_cannot_take_does_not_fail_a_read(
     door: str, server: Any
 ) -> None:
     port, proc = server
-    store = open_store(
-        f"mongodb://{HOST}:{port}/{unique_name('refresh')}?collection=sessions",
-        timeoutMS=BOUND_MS,
-    )
+    store = outage_store(port, "refresh")
     with VISITORS[door](store) as visitor:
         answer = visitor.get("/write?a=1")
         sid = re.search(r"\bsession=([a-z0-9]{32,})", answer[1]["set-cookie"])
@@ -351,10 +351,7 @@ def test_a_django_logout_the_store_cannot_take_keeps_the_cookie(server: Any) -> 
     # flush() could not delete the record, which stays live: the 503 must not delete the
     # browser's cookie too, or the user could not retry a logout that did not happen.
     port, proc = server
-    store = open_store(
-        f"mongodb://{HOST}:{port}/{unique_name('logout')}?collection=sessions",
-        timeoutMS=BOUND_MS,
-    )
+    store = outage_store(port, "logout")
     with django_visitor(store) as visitor:
         assert visitor.get("/write?a=1")[0] == 200
         with frozen(proc):
