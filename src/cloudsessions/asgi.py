@@ -32,7 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
-from .session import Cookie, Policy, ServerSession, SessionState, check_refresh_after
+from .server_session import ServerSession
+from .session import Cookie, Policy, SessionState, check_refresh_after
 from .store import Store
 from .urls import default_store_url, shared_store
 

@@ -44,7 +44,8 @@ from werkzeug.exceptions import InternalServerError
 
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
-from .session import Cookie, Policy, ServerSession, SessionState, Values, check_refresh_after
+from .server_session import ServerSession
+from .session import Cookie, Policy, SessionState, Values, check_refresh_after
 from .store import Store
 from .urls import default_store_url, shared_store
 
