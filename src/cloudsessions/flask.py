@@ -91,13 +91,6 @@ class TaggedValues(Values):
         return value
 
 
-class _Untried:
-    """The commit of this request has not been tried yet."""
-
-
-_UNTRIED = _Untried()
-
-
 class FlaskSession(ServerSession, SecureCookieSession):
     """``flask.session``: Flask's session, plus `regenerate()`, `increment()`, `sid`.
 
@@ -109,9 +102,10 @@ class FlaskSession(ServerSession, SecureCookieSession):
         super().__init__(initial)
         self._state = state
         self.new = state.new
-        # What the commit decided; None once it failed. Flask calls save_session again from
-        # its error path: that call must not try the store a second time.
-        self._outcome: Cookie | _Untried | None = _UNTRIED
+        # Flask calls save_session again from its error path: that call must not try the
+        # store a second time, only apply what the first one decided (None: nothing).
+        self._committed = False
+        self._action: Cookie | None = None
 
 
 class CloudSessionInterface(SessionInterface):
@@ -189,8 +183,8 @@ class CloudSessionInterface(SessionInterface):
             response.vary.add("Cookie")
         state = session._state
         assert state is not None
-        if isinstance(session._outcome, _Untried):
-            session._outcome = None  # one store attempt per request, even if this raises
+        if not session._committed:
+            session._committed = True  # one store attempt per request, even if this raises
             if response.status_code >= 500:
                 # As Django's middleware: a failed request saves nothing. It is also how a
                 # store error during the view (answered by the 503 handler) is not followed
@@ -198,26 +192,22 @@ class CloudSessionInterface(SessionInterface):
                 return
             accessed = session.accessed
             try:
-                session._outcome = state.run(state.commit(session))
+                session._action = state.run(state.commit(session))
             except StoreUnavailable:
                 raise
             except Exception:
                 state.run(state.discard_created())  # its id will never reach the browser
                 raise
             session.accessed = accessed  # the commit's reads are not the app's
-        action = session._outcome
+        action = session._action
         if action is None:
             return
         if action is Cookie.KEEP and state.stored and self.should_set_cookie(app, session):
             action = Cookie.SET  # Flask's rule: modified, or permanent and refreshed each request
-        name, domain, path = (
-            self.get_cookie_name(app),
-            self.get_cookie_domain(app),
-            self.get_cookie_path(app),
-        )
+        name = self.get_cookie_name(app)
         cookie_flags: dict[str, Any] = {
-            "domain": domain,
-            "path": path,
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
             "secure": self.get_cookie_secure(app),
             "samesite": self.get_cookie_samesite(app),
             "httponly": self.get_cookie_httponly(app),

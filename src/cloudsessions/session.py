@@ -124,6 +124,15 @@ def check_refresh_after(value: object, name: str) -> float | None:
     return float(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A session's data as a write needs it, worked out once per write."""
+
+    values: dict[str, Any]  # JSON values, as the store is given them (see Values)
+    texts: dict[str, str]  # the JSON text of each: what the diff compares
+    user: str | None  # the user id (see Policy)
+
+
 # ------------------------------------------------------------------ one session's state
 
 
@@ -262,9 +271,8 @@ class SessionState:
         self._stored, self.expires_at, self._user = {}, None, None
         self._counters = set()
 
-    def _rotate_if_user_changed(self, data: Mapping[str, Any]) -> None:
-        policy = self.policy
-        if policy.rotate_on_user_change and self.stored and policy.user_id(data) != self._user:
+    def _rotate_if_user_changed(self, enc: _Encoded) -> None:
+        if self.policy.rotate_on_user_change and self.stored and enc.user != self._user:
             self.regenerate()
 
     # ----------------------------------------------------------------- writes
@@ -276,7 +284,7 @@ class SessionState:
         are dropped, with a warning). Returns what to do with the cookie.
         """
         now = time.time() if now is None else now
-        texts = self._encode(data)
+        enc = self._encode(data)
         if self.gone:
             return Cookie.KEEP
         if not data:
@@ -293,7 +301,7 @@ class SessionState:
         touch = self.policy.refresh_due(self.expires_at, now)
         try:
             yield from self._write(
-                data, texts, now + self.policy.lifetime, touch=touch, optional_touch=True
+                enc, now + self.policy.lifetime, touch=touch, optional_touch=True
             )
         except SessionGone:
             return Cookie.KEEP
@@ -308,15 +316,14 @@ class SessionState:
         or only the expiry. `must_create` creates under the current id and raises
         SessionExists if it is taken. A record ended elsewhere raises SessionGone.
         """
-        texts = self._encode(data)
         exact = must_create and self.key is not None
-        yield from self._write(data, texts, expires_at, touch=not self.wrote, exact=exact)
+        yield from self._write(self._encode(data), expires_at, touch=not self.wrote, exact=exact)
 
     def create(self, data: Mapping[str, Any], expires_at: float) -> Steps[None]:
         """Store the data under a fresh id (Django's create()); the current id is dropped."""
-        texts = self._encode(data)
+        enc = self._encode(data)
         self.key, self._unsaved = None, False
-        yield from self._create(data, texts, expires_at)
+        yield from self._create(enc, expires_at)
 
     def increment(
         self, data: dict[str, Any], name: str, delta: int, expires_at: float | None = None
@@ -331,15 +338,15 @@ class SessionState:
         if self.gone:
             raise SessionGone("the session was deleted or has expired")
         expires_at = time.time() + self.policy.lifetime if expires_at is None else expires_at
-        texts = self._encode(data)
-        self._rotate_if_user_changed(data)
+        enc = self._encode(data)
+        self._rotate_if_user_changed(enc)
         yield from self.delete_ended()
         if self.key is None or self._unsaved:
-            yield from self._create(data, texts, expires_at)
+            yield from self._create(enc, expires_at)
             yield from self._retire_after_create()
-        elif self._stored.get(name) != texts.get(name):
+        elif self._stored.get(name) != enc.texts.get(name):
             # A value this request assigned (or removed) reaches the store first.
-            yield from self._save(data, texts, [name], expires_at)
+            yield from self._save(enc, [name], expires_at)
         assert self.key is not None
         # The store starts a field that is not a counter yet from `base`: the plain integer
         # the session holds.
@@ -359,8 +366,7 @@ class SessionState:
 
     def _write(
         self,
-        data: Mapping[str, Any],
-        texts: dict[str, str],
+        enc: _Encoded,
         expires_at: float,
         *,
         touch: bool,
@@ -376,23 +382,22 @@ class SessionState:
         if self.gone:
             raise SessionGone("the session was deleted or has expired")
         if not exact:
-            self._rotate_if_user_changed(data)
+            self._rotate_if_user_changed(enc)
         yield from self.delete_ended()
         if exact or self.key is None or self._unsaved or self.new:
-            yield from self._create(data, texts, expires_at, exact=exact)
+            yield from self._create(enc, expires_at, exact=exact)
             yield from self._retire_after_create()
             return
-        changed = [k for k, text in texts.items() if self._stored.get(k) != text]
-        changed += [k for k in self._stored if k not in texts]
-        if changed:
-            yield from self._save(data, texts, changed, expires_at)
-        elif touch:
-            try:
-                yield from self._save(data, texts, changed, expires_at)
-            except StoreUnavailable:
-                if not optional_touch:
-                    raise
-                logger.warning("the store did not answer an expiry refresh; it is retried later")
+        changed = [k for k, text in enc.texts.items() if self._stored.get(k) != text]
+        changed += [k for k in self._stored if k not in enc.texts]
+        if not (changed or touch):
+            return
+        try:
+            yield from self._save(enc, changed, expires_at)
+        except StoreUnavailable:
+            if changed or not optional_touch:
+                raise
+            logger.warning("the store did not answer an expiry refresh; it is retried later")
 
     def _retire_after_create(self) -> Steps[None]:
         # The new record exists before the old one is retired: a create that fails (too
@@ -406,16 +411,8 @@ class SessionState:
             self.key, self.new, self.created = None, True, False
             raise
 
-    def _create(
-        self,
-        data: Mapping[str, Any],
-        texts: dict[str, str],
-        expires_at: float,
-        *,
-        exact: bool = False,
-    ) -> Steps[None]:
-        user = self.policy.user_id(data)
-        record = SessionRecord(self._dump(data), expires_at, user)
+    def _create(self, enc: _Encoded, expires_at: float, *, exact: bool = False) -> Steps[None]:
+        record = SessionRecord(enc.values, expires_at, enc.user)
         # A regenerated id may already be in the view's hands (Django's session_key): use it.
         key = self.key if exact or self._unsaved else None
         for _ in range(MAX_CREATE_ATTEMPTS):
@@ -428,49 +425,40 @@ class SessionState:
                 key = None
                 continue
             self.key, self._unsaved, self.new, self.gone = candidate, False, False, False
-            self._stored, self._counters, self._user = dict(texts), set(), user
+            self._stored, self._counters, self._user = dict(enc.texts), set(), enc.user
             self.expires_at, self.wrote, self.created = expires_at, True, True
             return
         raise SessionExists(f"no free session id after {MAX_CREATE_ATTEMPTS} attempts")
 
-    def _save(
-        self,
-        data: Mapping[str, Any],
-        texts: dict[str, str],
-        changed: list[str],
-        expires_at: float,
-    ) -> Steps[None]:
+    def _save(self, enc: _Encoded, changed: list[str], expires_at: float) -> Steps[None]:
         assert self.key is not None
-        user = self.policy.user_id(data)
+        record = SessionRecord(enc.values, expires_at, enc.user)
         try:
-            yield steps.save(self.key, SessionRecord(self._dump(data), expires_at, user), changed)
+            yield steps.save(self.key, record, changed)
         except SessionGone:
             self._lost()
             raise
         self._counters.difference_update(changed)  # a save writes plain JSON over a counter
         for name in changed:
-            if name in texts:
-                self._stored[name] = texts[name]
+            if name in enc.texts:
+                self._stored[name] = enc.texts[name]
             else:
                 self._stored.pop(name, None)
-        self._user, self.expires_at, self.wrote = user, expires_at, True
+        self._user, self.expires_at, self.wrote = enc.user, expires_at, True
 
-    def _encode(self, data: Mapping[str, Any]) -> dict[str, str]:
-        """The JSON text of every value; a value that has none fails here, before any write."""
+    def _encode(self, data: Mapping[str, Any]) -> _Encoded:
+        """Every value as the store gets it, and its JSON text; a value that has none fails
+        here, before any write."""
         values = self.policy.values
-        texts = {}
+        plain: dict[str, Any] = {}
+        texts: dict[str, str] = {}
         for key, value in data.items():
             try:
-                texts[key] = codec.encode_value(values.dump(value))
+                plain[key] = values.dump(value)
+                texts[key] = codec.encode_value(plain[key])
             except (TypeError, ValueError) as exc:
                 raise SessionValueError(key, value, values.name) from exc
-        return texts
-
-    def _dump(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        values = self.policy.values
-        if values is JSON_VALUES:
-            return dict(data)
-        return {k: values.dump(v) for k, v in data.items()}
+        return _Encoded(plain, texts, self.policy.user_id(data))
 
     def discard_created(self) -> Steps[None]:
         """Delete the record this request created, when its id will never reach the browser
