@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cloudsessions.record import Changes, StoredRecord
+from cloudsessions.record import Changes, EncodedRecord
 from cloudsessions.store import Store
 
 
@@ -20,6 +20,6 @@ class Target:
 
     store: Store
     raw_load: Callable[[str], object]
-    raw_create: Callable[[str, StoredRecord], object]
+    raw_create: Callable[[str, EncodedRecord], object]
     raw_save: Callable[[str, Changes, float, str | None, float], object]
     raw_delete: Callable[[str], object]

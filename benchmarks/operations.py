@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import Target
-from cloudsessions import SessionRecord, new_key, record_id
-from cloudsessions.record import Changes, StoredRecord
+from cloudsessions import SessionRecord, new_session_id, record_id
+from cloudsessions.record import Changes, EncodedRecord
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OPERATIONS = ("load", "create", "save", "delete")
@@ -44,7 +44,7 @@ Call = Callable[[], object]
 def _calls(
     target: Target,
     record: SessionRecord,
-    stored: StoredRecord,
+    stored: EncodedRecord,
     i: int,
     key: str,
     rid: str,
@@ -57,8 +57,8 @@ def _calls(
     return {
         "load": (lambda: store.load(key), lambda: target.raw_load(rid)),
         "create": (
-            lambda: store.create(new_key(), record),
-            lambda: target.raw_create(record_id(new_key()), stored),
+            lambda: store.create(new_session_id(), record),
+            lambda: target.raw_create(record_id(new_session_id()), stored),
         ),
         "save": (
             lambda: store.save(key, changed, ["views"]),
@@ -74,11 +74,11 @@ def measure(target: Target, rounds: int) -> dict[str, tuple[float, float]]:
     store = target.store
     expires = time.time() + 3600
     record = SessionRecord(dict(SESSION), expires, "42")
-    stored = StoredRecord(store._encode(record).fields, expires, "42")
+    stored = EncodedRecord(store._encode(record).fields, expires, "42")
     results: dict[str, tuple[float, float]] = {}
 
     def seeded(n: int) -> list[str]:
-        made = [new_key() for _ in range(n)]
+        made = [new_session_id() for _ in range(n)]
         for key in made:
             store.create(key, record)
         return made

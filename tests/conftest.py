@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +35,14 @@ def store_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def instrumented(store_name: str, tmp_path_factory: pytest.TempPathFactory) -> stores.Instrumented:
+def instrumented(store_name: str, tmp_path: Path) -> Iterator[stores.Instrumented]:
     """A fresh, empty store of this kind and a counter of its round trips."""
-    inst = stores.open_instrumented(store_name, tmp_path_factory.mktemp(store_name))
-    yield inst
-    inst.store.drop()
-    inst.store.close()
+    with stores.fresh(store_name, tmp_path) as inst:
+        yield inst
+
+
+@pytest.fixture
+def on_store(instrumented: stores.Instrumented) -> stores.Instrumented:
+    """A fresh store of each kind, provisioned as an application's store is."""
+    instrumented.store.provision()
+    return instrumented

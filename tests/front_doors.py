@@ -11,18 +11,13 @@ by the one lifecycle under all of them, cloudsessions.session.
 from __future__ import annotations
 
 import contextlib
-import http.cookiejar
 import inspect
 import json
-import os
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -40,13 +35,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
-from cloudsessions import Store, open_store
+from cloudsessions import Store
 from cloudsessions.asgi import SessionMiddleware
 from cloudsessions.django.engine import SessionStore
 from cloudsessions.flask import CloudSessions
-from tests import stores
-from tests.concurrency import at_once
-from tests.services._process import free_port, run_server
 
 LIFETIME = 3600  # seconds: the record lifetime of the Flask and ASGI apps
 DOORS = ["django", "flask", "asgi", "asgi-trio"]
@@ -75,19 +67,21 @@ class Views:
     and Starlette's onto it. Each takes the query arguments and returns the JSON answer."""
 
     user_key = "_auth_user_id"  # django.contrib.auth's
+    # The names of the session's id, of its rotation and of ending it.
+    sid_attribute, rotate_method, end_method = "session_key", "cycle_key", "flush"
 
     def __init__(self, session: Any, store: Any) -> None:
         self.session, self.store = session, store
 
     @property
     def sid(self) -> str | None:
-        return self.session.session_key  # type: ignore[no-any-return]
+        return getattr(self.session, self.sid_attribute)  # type: ignore[no-any-return]
 
     def rotate(self) -> None:
-        self.session.cycle_key()
+        getattr(self.session, self.rotate_method)()
 
     def end(self) -> None:
-        self.session.flush()
+        getattr(self.session, self.end_method)()
 
     def read(self, args: Mapping[str, str]) -> Any:
         return {"data": dict(self.session.items()), "sid": self.sid}
@@ -146,16 +140,7 @@ class Views:
 
 class FlaskViews(Views):
     user_key = "_user_id"  # Flask-Login's
-
-    @property
-    def sid(self) -> str | None:
-        return self.session.sid  # type: ignore[no-any-return]
-
-    def rotate(self) -> None:
-        self.session.regenerate()
-
-    def end(self) -> None:
-        self.session.clear()
+    sid_attribute, rotate_method, end_method = "sid", "regenerate", "clear"
 
 
 class StarletteViews(FlaskViews):
@@ -476,73 +461,3 @@ def age(store: Store, key: str, remaining: float) -> None:
     assert record is not None
     record.expires_at = time.time() + remaining
     store.save(key, record, [])
-
-
-# ------------------------------------------------------------------ real servers
-
-
-def flask_server_app() -> flask.Flask:
-    return flask_app(os.environ["CLOUDSESSIONS_TEST_URL"])
-
-
-def asgi_server_app() -> Starlette:
-    return asgi_app(os.environ["CLOUDSESSIONS_TEST_URL"])
-
-
-@contextlib.contextmanager
-def real_server(argv: list[str], store_name: str, folder: Path) -> Iterator[tuple[str, Store]]:
-    """Serve one of the two apps above on a fresh store, in processes of their own: argv is
-    the server's command line, with {port}. Yields the base URL and the store."""
-    url = stores.store_url(store_name, folder)
-    store = open_store(url)
-    store.provision()
-    port = free_port()
-    argv = [sys.executable, "-m", *(arg.format(port=port) for arg in argv)]
-    env = {**os.environ, "CLOUDSESSIONS_TEST_URL": url}
-    with run_server(argv[2], argv, port, cwd=Path(__file__).parents[1], env=env, timeout=60):
-        yield f"http://127.0.0.1:{port}", store
-    store.close()
-
-
-class Browser:
-    """urllib with a real cookie jar, as a browser keeps cookies."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def get(self, path: str) -> Any:
-        with self.opener.open(self.base + path, timeout=30) as response:
-            return json.loads(response.read())
-
-    def cookie(self) -> str | None:
-        return next((c.value for c in self.jar if c.name == "session"), None)
-
-
-def check_sessions_through_a_server(base: str, store: Store) -> None:
-    """Two browsers on a multi-process server: the session lives in the store, not a worker."""
-    alice, bob = Browser(base), Browser(base)
-    assert alice.get("/read") == {"data": {}, "sid": None}
-    assert alice.cookie() is None
-    alice.get('/write?cart="apples"')
-    first = alice.cookie()
-    assert first is not None
-    for _ in range(6):  # several worker processes share the session through the store
-        assert alice.get("/read") == {"data": {"cart": "apples"}, "sid": first}
-    assert bob.get("/read")["data"] == {}
-    alice.get("/login?user=ada")
-    second = alice.cookie()
-    assert second not in (None, first) and store.load(first) is None
-    assert alice.get("/read")["data"] == {"cart": "apples", "_user_id": "ada"}
-    alice.get("/logout")
-    assert alice.cookie() is None and second is not None and store.load(second) is None
-
-
-def check_concurrent_increments_through_a_server(base: str) -> None:
-    """20 requests at once from one visitor's cookie jar: each adds one."""
-    browser = Browser(base)
-    assert browser.get("/count") == {"views": 1}
-    requests = 20
-    at_once(requests, lambda _: browser.get("/count"))
-    assert browser.get("/read")["data"]["views"] == 1 + requests

@@ -16,25 +16,19 @@ import importlib
 import importlib.util
 import itertools
 import os
-import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cloudsessions import SessionRecord
+import pytest
+
 from cloudsessions.store import Store
+from cloudsessions.testing import HOUR, Instrumented, RoundTrips, expired, live
+
+__all__ = ["HOUR", "Instrumented", "RoundTrips", "expired", "live"]
 
 ORDER = ["sqlite", "dynamodb", "firestore", "mongodb"]
-HOUR = 3600.0
-
-
-def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() + HOUR, user_id)
-
-
-def expired(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
-    return SessionRecord(data, time.time() - 10, user_id)
 
 
 def _available() -> list[str]:
@@ -55,29 +49,6 @@ _services = contextlib.ExitStack()
 _counter = itertools.count()
 
 
-@dataclass
-class RoundTrips:
-    """Calls the store made to its backend, as seen by the SDK, split into reads and writes."""
-
-    reads: list[str] = field(default_factory=list)
-    writes: list[str] = field(default_factory=list)
-
-    def reset(self) -> None:
-        self.reads.clear()
-        self.writes.clear()
-
-    @property
-    def counts(self) -> tuple[int, int]:
-        return len(self.reads), len(self.writes)
-
-
-@dataclass
-class Instrumented:
-    store: Store
-    trips: RoundTrips
-    url: str
-
-
 def unique_name(prefix: str = "sessions") -> str:
     return f"{prefix}_{os.getpid()}_{next(_counter)}"
 
@@ -95,8 +66,31 @@ def store_url(name: str, folder: Path) -> str:
 def open_instrumented(name: str, folder: Path) -> Instrumented:
     url = store_url(name, folder)
     trips = RoundTrips()
-    store: Store = backend(name).instrument(url, trips)
-    return Instrumented(store, trips, url)
+    module = backend(name)
+    store: Store = module.instrument(url, trips)
+    return Instrumented(store, trips, url, getattr(module, "PURGE_BY_TTL", False))
+
+
+@contextlib.contextmanager
+def fresh(name: str, folder: Path) -> Iterator[Instrumented]:
+    """A fresh, empty store of kind `name`, instrumented; dropped and closed afterwards."""
+    inst = open_instrumented(name, folder)
+    try:
+        yield inst
+    finally:
+        inst.store.drop()
+        inst.store.close()
+
+
+def instrumented_fixture(name: str) -> Any:
+    """A pytest fixture: a fresh, empty store of kind `name` and a counter of its round trips."""
+
+    @pytest.fixture
+    def fixture(tmp_path: Path) -> Iterator[Instrumented]:
+        with fresh(name, tmp_path) as inst:
+            yield inst
+
+    return fixture
 
 
 def stop_services() -> None:

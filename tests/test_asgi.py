@@ -1,14 +1,12 @@
 """What only the ASGI front door does: Starlette's cookie and parameters, WebSockets and
-FastAPI, on every store, and sessions through a real ASGI server (uvicorn, several worker
-processes).
+FastAPI, on every store.
 
-What every front door does is in tests/test_front_doors.py.
+What every front door does (through uvicorn too) is in tests/test_front_doors.py.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,23 +14,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from cloudsessions import ConfigurationError, Store, record_id
+from cloudsessions import ConfigurationError, record_id
 from cloudsessions.asgi import SessionMiddleware
-from tests.front_doors import (
-    LIFETIME,
-    asgi_app,
-    check_concurrent_increments_through_a_server,
-    check_sessions_through_a_server,
-    real_server,
-    stored,
-)
+from tests.front_doors import LIFETIME, asgi_app, stored
 from tests.stores import Instrumented
-
-
-@pytest.fixture
-def on_store(instrumented: Instrumented) -> Instrumented:
-    instrumented.store.provision()
-    return instrumented
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -98,24 +83,6 @@ def test_bad_parameters_are_reported(tmp_path: Path) -> None:
         SessionMiddleware(Starlette(), store=url, retry_after=-1)
     with pytest.raises(ConfigurationError, match="store"):
         SessionMiddleware(Starlette(), store=42)  # type: ignore[arg-type]
-
-
-# ------------------------------------------------------------------ a real ASGI server
-
-
-@pytest.fixture
-def uvicorn(store_name: str, tmp_path: Path) -> Iterator[tuple[str, Store]]:
-    argv = ["uvicorn", "--factory", "--workers", "2", "--host", "127.0.0.1", "--port", "{port}"]
-    with real_server([*argv, "tests.front_doors:asgi_server_app"], store_name, tmp_path) as up:
-        yield up
-
-
-def test_sessions_through_uvicorn_with_a_cookie_jar(uvicorn: tuple[str, Store]) -> None:
-    check_sessions_through_a_server(*uvicorn)
-
-
-def test_concurrent_increments_through_uvicorn_lose_no_count(uvicorn: tuple[str, Store]) -> None:
-    check_concurrent_increments_through_a_server(uvicorn[0])
 
 
 # ------------------------------------------------------------------ FastAPI

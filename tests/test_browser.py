@@ -18,8 +18,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.test_demo import fingerprint, views_and_greeting
-from tests.test_demo_frameworks import FRAMEWORKS, demo_server
+from tests.real_servers import DEMO_FRAMEWORKS, demo_server, fingerprint, views_and_greeting
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -68,7 +67,7 @@ def new_browser(tmp_path: Path) -> Iterator[Callable[[], webdriver.Chrome]]:
         driver.quit()
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", DEMO_FRAMEWORKS)
 def test_the_demo_in_chromium(
     framework: str, tmp_path: Path, new_browser: Callable[[], webdriver.Chrome]
 ) -> None:

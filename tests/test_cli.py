@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cloudsessions import SessionRecord, new_key, open_store
+from cloudsessions import SessionRecord, new_session_id, open_store
 
 
 def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -31,8 +31,8 @@ def test_init_check_purge_destroy(tmp_path: Path) -> None:
 
     store = open_store(url)
     for _ in range(5):
-        store.create(new_key(), SessionRecord({}, 1.0))
-    live = new_key()
+        store.create(new_session_id(), SessionRecord({}, 1.0))
+    live = new_session_id()
     store.create(live, SessionRecord({"x": 1}, time.time() + 60))
     purged = cli("purge", "--store", url, "--batch-size", "2")
     assert purged.returncode == 0

@@ -5,43 +5,25 @@ and view counts that lose no increment under concurrent requests from one visito
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloudsessions.demo.page import GREETINGS
+from cloudsessions.testing import at_once
 from tests import stores
-from tests.concurrency import at_once
-from tests.services._process import free_port, run_server
-from tests.test_demo import Browser, fingerprint, views_and_greeting
-
-FRAMEWORKS = ["django", "flask", "asgi"]
-
-
-@contextlib.contextmanager
-def demo_server(framework: str, store_url: str, cwd: Path) -> Iterator[str]:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "cloudsessions.cli",
-        "demo",
-        "--framework",
-        framework,
-        "--port",
-        str(port),
-        "--store",
-        store_url,
-    ]
-    with run_server(f"demo-{framework}", argv, port, cwd=cwd, timeout=60):
-        yield f"http://127.0.0.1:{port}/"
+from tests.real_servers import (
+    DEMO_FRAMEWORKS,
+    Browser,
+    demo_server,
+    fingerprint,
+    views_and_greeting,
+)
 
 
-@pytest.fixture(params=FRAMEWORKS)
+@pytest.fixture(params=DEMO_FRAMEWORKS)
 def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with demo_server(request.param, f"sqlite:///{tmp_path / 'demo.db'}", tmp_path) as base:
         yield base
@@ -62,11 +44,11 @@ def test_signing_in_and_out_rotates_the_session_record(demo: str) -> None:
     page = browser.get()
     before = fingerprint(page)
     _, greeting = views_and_greeting(page)
-    signed_in = browser.post("login", page, name="Ada")
+    signed_in = browser.post("/login", page, name="Ada")
     assert 'Signed in as <b id="user">Ada</b>' in signed_in
     assert fingerprint(signed_in) != before
     assert views_and_greeting(signed_in) == (2, greeting), "sign-in keeps the session's data"
-    signed_out = browser.post("logout", signed_in)
+    signed_out = browser.post("/logout", signed_in)
     assert "Sign in</button>" in signed_out
     assert fingerprint(signed_out) not in (before, fingerprint(signed_in))
     assert views_and_greeting(signed_out)[0] == 1, "sign-out starts a new session"
@@ -82,7 +64,7 @@ def test_a_planted_session_id_is_not_signed_in_by_the_victims_sign_in(demo: str)
         victim.jar.set_cookie(copy.copy(cookie))
     page = victim.get()
     assert fingerprint(page) == planted, "the victim really uses the planted session"
-    signed_in = victim.post("login", page, name="Ada")
+    signed_in = victim.post("/login", page, name="Ada")
     assert 'Signed in as <b id="user">Ada</b>' in signed_in
     assert fingerprint(signed_in) != planted
     after = attacker.get()
@@ -100,11 +82,11 @@ def test_a_form_without_the_sessions_token_is_refused(demo: str) -> None:
         'name="csrfmiddlewaretoken" value="', 'name="csrfmiddlewaretoken" value="x'
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
-        browser.post("login", forged, name="Mallory")
+        browser.post("/login", forged, name="Mallory")
     assert refused.value.code == 403
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", DEMO_FRAMEWORKS)
 def test_concurrent_page_views_lose_no_count(
     framework: str, store_name: str, tmp_path: Path
 ) -> None:

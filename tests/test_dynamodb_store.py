@@ -20,27 +20,30 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from cloudsessions import (
     ConfigurationError,
+    SessionGone,
     SessionRecord,
     SessionTooLarge,
     StoreUnavailable,
     StoreURL,
-    new_key,
+    new_session_id,
     open_store,
     record_id,
 )
 from cloudsessions.stores.dynamodb import ADMIN_ACTIONS, SESSION_ACTIONS, DynamoDBStore
 from tests import stores
 from tests.backends import dynamodb as backend
-from tests.services._process import free_port, run_server
-from tests.services.dynamodb_local import dynamodb_local_dir
+from tests.services import dynamodb_local
+from tests.services._process import free_port
 from tests.stores import HOUR, RoundTrips, expired, live, unique_name
+
+dyn = stores.instrumented_fixture("dynamodb")
+"""A fresh, provisioned table and a counter of its round trips."""
 
 
 @pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
-    # The suites' shared DynamoDB Local (started if this module runs first).
-    url = stores.store_url("dynamodb", tmp_path_factory.mktemp("dynamodb"))
-    return StoreURL.parse(url).query["endpoint"]
+def endpoint() -> str:
+    """The suites' shared DynamoDB Local (started if this module runs first)."""
+    return backend.endpoint(stores._services)
 
 
 @pytest.fixture
@@ -59,15 +62,6 @@ def new_url(endpoint: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def dyn(tmp_path: Path) -> Iterator[stores.Instrumented]:
-    """A fresh, provisioned table and a counter of its round trips."""
-    inst = stores.open_instrumented("dynamodb", tmp_path)
-    yield inst
-    inst.store.drop()
-    inst.store.close()
-
-
-@pytest.fixture
 def url(dyn: stores.Instrumented) -> str:
     """The URL of a fresh, provisioned table."""
     return dyn.url
@@ -81,7 +75,7 @@ def own_endpoint() -> Iterator[str]:
     to leave such an index CREATING for good; a fresh instance builds it at once.
     """
     backend.fake_credentials()
-    with dedicated_dynamodb_local(free_port()) as endpoint:
+    with dynamodb_local.dynamodb_local() as endpoint:
         yield endpoint
 
 
@@ -102,36 +96,55 @@ def counted(url: str, **options: Any) -> tuple[DynamoDBStore, RoundTrips]:
     return store, trips
 
 
+def table_of(url: str) -> str:
+    return StoreURL.parse(url).netloc
+
+
+def create_table(raw: Any, url: str, partition_key: str = "id", sort_key: str = "") -> str:
+    """The table of `url` as another engine makes it: on demand, no index, no TTL."""
+    keys = [(partition_key, "HASH")] + ([(sort_key, "RANGE")] if sort_key else [])
+    raw.create_table(
+        TableName=table_of(url),
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name, _ in keys],
+        KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return table_of(url)
+
+
 # ------------------------------------------------------------------ URL and options
 
 
-def test_url_and_options_configure_the_client_without_any_call() -> None:
-    store = open_store(
-        "dynamodb://My.Sessions-1?region=eu-west-1&endpoint=http://127.0.0.1:9"
-        "&consistent_read=false&connect_timeout=1.5&read_timeout=2.5&max_attempts=5"
-        "&retry_mode=adaptive&partition_key=PK&sort_key=SK&sort_key_value=session"
-        "&ttl_attribute=expires&user_index=by-user&max_record_bytes=1000"
-    )
-    assert isinstance(store, DynamoDBStore)
-    assert (store.table, store.region, store.endpoint) == (
-        "My.Sessions-1",
-        "eu-west-1",
-        "http://127.0.0.1:9",
-    )
-    assert store.consistent_read is False
-    assert (store.partition_key, store.sort_key, store.sort_key_value) == ("PK", "SK", "session")
-    assert (store.ttl_attribute, store.user_index, store.max_record_bytes) == (
-        "expires",
-        "by-user",
-        1000,
-    )
-    config = store.client.meta.config  # made now, still without a call (port 9 is discard)
-    assert (config.connect_timeout, config.read_timeout) == (1.5, 2.5)
-    assert config.retries == {"mode": "adaptive", "total_max_attempts": 5}
-    assert store.client.meta.region_name == "eu-west-1"
-    assert store.client is store.client
-    assert store.describe() == "dynamodb table My.Sessions-1 (http://127.0.0.1:9)"
-    store.close()
+def test_url_and_options_configure_the_client_without_any_connection() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        store = open_store(
+            f"dynamodb://My.Sessions-1?region=eu-west-1&endpoint=http://127.0.0.1:"
+            f"{listener.getsockname()[1]}&consistent_read=false&connect_timeout=1.5"
+            "&read_timeout=2.5&max_attempts=5&retry_mode=adaptive&partition_key=PK&sort_key=SK"
+            "&sort_key_value=session&ttl_attribute=expires&user_index=by-user"
+            "&max_record_bytes=1000"
+        )
+        assert isinstance(store, DynamoDBStore)
+        o = store.options
+        assert (store.table, o.region, o.consistent_read) == ("My.Sessions-1", "eu-west-1", False)
+        assert (o.partition_key, o.sort_key, o.sort_key_value) == ("PK", "SK", "session")
+        assert (o.ttl_attribute, o.user_index, store.max_record_bytes) == (
+            "expires",
+            "by-user",
+            1000,
+        )
+        config = store.client.meta.config  # made now, still without a connection
+        assert (config.connect_timeout, config.read_timeout) == (1.5, 2.5)
+        assert config.retries == {"mode": "adaptive", "total_max_attempts": 5}
+        assert store.client.meta.region_name == "eu-west-1"
+        assert store.client is store.client
+        assert store.describe().startswith("dynamodb table My.Sessions-1 (http://127.0.0.1:")
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+        store.close()
 
 
 def test_defaults_are_bounded() -> None:
@@ -140,7 +153,7 @@ def test_defaults_are_bounded() -> None:
     config = store.client.meta.config
     assert config.connect_timeout <= 5 and config.read_timeout <= 5
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}
-    assert store.consistent_read is True
+    assert store.options.consistent_read is True
     assert store.max_record_bytes == 400 * 1024
     store.close()
 
@@ -163,19 +176,6 @@ def test_defaults_are_bounded() -> None:
 def test_bad_urls_and_options_name_what_to_fix(url: str, words: str) -> None:
     with pytest.raises(ConfigurationError, match=words):
         open_store(url)
-
-
-def test_opening_a_store_makes_no_connection() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.setblocking(False)
-        port = listener.getsockname()[1]
-        store = open_store(f"dynamodb://sessions?region=us-east-1&endpoint=http://127.0.0.1:{port}")
-        assert isinstance(store, DynamoDBStore)
-        with pytest.raises(BlockingIOError):
-            listener.accept()
-        store.close()
 
 
 # ---------------------------------------------------------------------- provisioning
@@ -214,14 +214,14 @@ def test_provision_creates_table_index_and_ttl_then_changes_nothing(new_url: str
     store.drop()  # idempotent
     assert not store.check()[0].ok
     with pytest.raises(ConfigurationError, match="cloudsessions init --store"):
-        store.load(new_key())
+        store.load(new_session_id())
     store.close()
 
 
 def test_provisioned_throughput_option(new_url: str, raw: Any) -> None:
     store = open_store(new_url, billing_mode="provisioned", read_capacity=3, write_capacity=2)
     store.provision()
-    table = raw.describe_table(TableName=StoreURL.parse(new_url).netloc)["Table"]
+    table = raw.describe_table(TableName=table_of(new_url))["Table"]
     expected = {"ReadCapacityUnits": 3, "WriteCapacityUnits": 2}
     assert {k: table["ProvisionedThroughput"][k] for k in expected} == expected
     index = table["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"]
@@ -230,13 +230,7 @@ def test_provisioned_throughput_option(new_url: str, raw: Any) -> None:
 
 
 def test_provision_refuses_a_table_whose_key_does_not_match(new_url: str, raw: Any) -> None:
-    table = StoreURL.parse(new_url).netloc
-    raw.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(raw, new_url, "PK")
     store = open_store(new_url)  # expects partition key "id"
     with pytest.raises(ConfigurationError, match="partition_key=id"):
         store.provision()
@@ -251,13 +245,7 @@ def test_provision_refuses_a_table_whose_key_does_not_match(new_url: str, raw: A
 def test_a_seed_engine_table_is_adopted_and_completed(own_new_url: str, own_raw: Any) -> None:
     new_url, raw = own_new_url, own_raw
     # As the seed engine's README makes it: key `id`, no index, TTL not enabled yet.
-    table = StoreURL.parse(new_url).netloc
-    raw.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = create_table(raw, new_url)
     old = {"id": {"S": "oldsessionkey"}, "session_data": {"S": "gAJ9cQAu"}, "TTL": {"N": "1"}}
     raw.put_item(TableName=table, Item=old)
     store, trips = counted(
@@ -274,7 +262,7 @@ def test_a_seed_engine_table_is_adopted_and_completed(own_new_url: str, own_raw:
     assert store.provision() == ["created index uid-index on uid", "enabled TTL on attribute TTL"]
     assert all(r.ok for r in store.check())
 
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}, user_id="9"))
     record = store.load(key)
     assert record is not None and record.data == {"a": 1}
@@ -283,32 +271,20 @@ def test_a_seed_engine_table_is_adopted_and_completed(own_new_url: str, own_raw:
     assert trips.counts == (1, 0)
     # The old engine's item is not a cloudsessions record: untouched, and never a session.
     assert raw.get_item(TableName=table, Key={"id": {"S": "oldsessionkey"}})["Item"] == old
-    assert store._record_from_item(old) is None
+    assert store._requests.record(old) is None
     store.close()
 
 
 def test_a_dysession_table_with_a_sort_key(own_new_url: str, own_raw: Any) -> None:
     new_url, raw = own_new_url, own_raw
-    table = StoreURL.parse(new_url).netloc
-    raw.create_table(
-        TableName=table,
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = create_table(raw, new_url, "PK", "SK")
     raw.update_time_to_live(
         TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
     )
     store, trips = counted(new_url, partition_key="PK", sort_key="SK", sort_key_value="session")
     assert store.provision() == ["created index user_id-index on user_id"]
 
-    key = new_key()
+    key = new_session_id()
     rid = record_id(key)
     neighbour = {"PK": {"S": rid}, "SK": {"S": "profile"}, "user_id": {"S": "5"}}
     raw.put_item(TableName=table, Item=neighbour)
@@ -334,23 +310,13 @@ def test_a_dysession_table_with_a_sort_key(own_new_url: str, own_raw: Any) -> No
 
 
 def test_purge_scans_and_deletes_in_batches_when_ttl_is_off(new_url: str, raw: Any) -> None:
-    table = StoreURL.parse(new_url).netloc
-    raw.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = create_table(raw, new_url)
     store, trips = counted(new_url)
     assert not store.ttl_enabled()
-    old = [new_key() for _ in range(7)]
-    fresh = [new_key() for _ in range(3)]
-    for key in old:
-        store.create(key, expired({"k": key}))
-    for key in fresh:
-        store.create(key, live({"k": key}))
-    foreign = {"id": {"S": "not-a-session"}, "ttl": {"N": "1"}}
-    raw.put_item(TableName=table, Item=foreign)
+    old, fresh = [new_session_id() for _ in range(7)], [new_session_id() for _ in range(3)]
+    for session_id in old + fresh:
+        store.create(session_id, (expired if session_id in old else live)({"k": session_id}))
+    raw.put_item(TableName=table, Item={"id": {"S": "not-a-session"}, "ttl": {"N": "1"}})
 
     seen: list[int] = []
     trips.reset()
@@ -358,9 +324,7 @@ def test_purge_scans_and_deletes_in_batches_when_ttl_is_off(new_url: str, raw: A
     assert seen == [3, 6, 7]
     assert trips.reads == ["Scan"] and trips.writes == ["BatchWriteItem"] * 3
     assert store.purge_expired(batch_size=3) == 0
-    for key in fresh:
-        record = store.load(key)
-        assert record is not None and record.data == {"k": key}
+    # Left: the live sessions, and the item that is not a session although "expired".
     left = raw.scan(TableName=table, ProjectionExpression="id")["Items"]
     assert sorted(i["id"]["S"] for i in left) == sorted(
         [record_id(k) for k in fresh] + ["not-a-session"]
@@ -370,13 +334,13 @@ def test_purge_scans_and_deletes_in_batches_when_ttl_is_off(new_url: str, raw: A
 
 def test_delete_for_user_batches_deletes_by_25(dyn: stores.Instrumented) -> None:
     store, trips = dyn.store, dyn.trips
-    keys = [new_key() for _ in range(30)]
-    for key in keys:
-        store.create(key, live({}, user_id="many"))
+    kept, *others = (new_session_id() for _ in range(30))
+    for session_id in [kept, *others]:
+        store.create(session_id, live({}, user_id="many"))
     trips.reset()
-    assert store.delete_for_user("many", keep=keys[0]) == 29
+    assert store.delete_for_user("many", keep=kept) == len(others) == 29
     assert trips.reads == ["Query"] and trips.writes == ["BatchWriteItem"] * 2
-    assert [s.record_id for s in store.for_user("many")] == [record_id(keys[0])]
+    assert [s.record_id for s in store.for_user("many")] == [record_id(kept)]
 
 
 # ---------------------------------------------------------------------- values
@@ -394,23 +358,23 @@ def test_item_size_rule_is_dynamodbs_own(url: str, raw: Any) -> None:
         record.data["blob"] = "z" * (size - store.record_size(store._encode(record)))
         return record
 
-    key = new_key()
+    key = new_session_id()
     store.create(key, at(limit))
     loaded = store.load(key)
     assert loaded is not None and loaded.data == at(limit).data
     # DynamoDB itself refuses the same item one byte larger.
-    table = StoreURL.parse(url).netloc
+    table = table_of(url)
     item = raw.get_item(TableName=table, Key={"id": {"S": record_id(key)}})["Item"]
-    item["id"] = {"S": record_id(new_key())}
+    item["id"] = {"S": record_id(new_session_id())}
     item["data"]["M"]["kblob"]["S"] += "z"
     with pytest.raises(ClientError, match="Item size has exceeded"):
         raw.put_item(TableName=table, Item=item)
     with pytest.raises(SessionTooLarge):
-        store.create(new_key(), at(limit + 1))
+        store.create(new_session_id(), at(limit + 1))
 
     # With the map (the default) the size is an upper bound: at the limit is accepted.
     ordered, trips = counted(url)
-    ordered.create(key2 := new_key(), at(limit, ordered))
+    ordered.create(key2 := new_session_id(), at(limit, ordered))
     trips.reset()
     with pytest.raises(SessionTooLarge):
         ordered.save(key2, at(limit + 1, ordered), ["blob"])
@@ -421,7 +385,7 @@ def test_item_size_rule_is_dynamodbs_own(url: str, raw: Any) -> None:
 
 def test_key_order_survives_and_new_keys_come_last(dyn: stores.Instrumented) -> None:
     store = dyn.store
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"z": 1, "a": 2, "m": 3}))
     store.save(key, live({"z": 1, "a": 20, "m": 3, "b": 4}), ["a", "b"])
     store.save(key, live({"a": 20, "m": 3, "b": 4, "z": 5}), ["z"])
@@ -434,7 +398,7 @@ def test_a_save_of_many_keys_splits_only_past_the_expression_limit(
     dyn: stores.Instrumented,
 ) -> None:
     store, trips = dyn.store, dyn.trips
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"first": 0}))
     some = {"first": 0, **{f"key{n}": n for n in range(40)}}
     trips.reset()
@@ -458,7 +422,7 @@ def test_consistent_read_is_the_default_and_can_be_turned_off(url: str) -> None:
         store = open_store(
             url, event_hooks={"provide-client-params.dynamodb.GetItem": spy}, **options
         )
-        store.load(new_key())
+        store.load(new_session_id())
         store.close()
     assert seen == [True, False]
 
@@ -469,7 +433,7 @@ def test_consistent_read_is_the_default_and_can_be_turned_off(url: str) -> None:
 def test_threads_share_one_client(dyn: stores.Instrumented) -> None:
     store = dyn.store
     assert isinstance(store, DynamoDBStore)
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}))
     clients: list[Any] = []
     loaded: list[Any] = []
@@ -497,7 +461,7 @@ def test_async_calls_are_native_with_one_client_per_event_loop(url: str) -> None
 
     store = open_store(url, event_hooks={"before-call.dynamodb": on_call})
     assert isinstance(store, DynamoDBStore)
-    key = new_key()
+    key = new_session_id()
 
     async def session_flow(n: int) -> Any:
         if n == 0:
@@ -505,8 +469,8 @@ def test_async_calls_are_native_with_one_client_per_event_loop(url: str) -> None
         record = await store.aload(key)
         record.data["n"] = n + 1
         await store.asave(key, record, ["n"])
-        client = await store._aclient()
-        assert client is await store._aclient()
+        client = await store._aclients.get()
+        assert client is await store._aclients.get()
         return client
 
     first = asyncio.run(session_flow(0))
@@ -515,6 +479,14 @@ def test_async_calls_are_native_with_one_client_per_event_loop(url: str) -> None
     assert set(threads) == {threading.main_thread().name}, "no worker threads"
     record = store.load(key)
     assert record is not None and record.data == {"n": 2}
+
+    async def increment_after_delete() -> None:
+        assert await store.aincrement(key, "n", expires_at=time.time() + HOUR, base=2) == 3
+        await store.adelete(key)
+        with pytest.raises(SessionGone):  # the refused update tells gone from a plain value
+            await store.aincrement(key, "n", expires_at=time.time() + HOUR)
+
+    asyncio.run(increment_after_delete())
     store.close()
 
 
@@ -522,7 +494,7 @@ def test_a_given_client_or_session_is_used(url: str, raw: Any) -> None:
     store = open_store(url, client=raw)
     assert isinstance(store, DynamoDBStore)
     assert store.client is raw
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}))
 
     async def async_load() -> Any:
@@ -567,16 +539,16 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_missing_region_says_where_to_set_it(bare_environment: None, endpoint: str) -> None:
     store = open_store(f"dynamodb://sessions?endpoint={endpoint}")
     with pytest.raises(ConfigurationError, match=r"region=.*AWS_DEFAULT_REGION"):
-        store.load(new_key())
+        store.load(new_session_id())
 
 
 def test_missing_credentials_say_which_settings(bare_environment: None, endpoint: str) -> None:
     store = open_store(f"dynamodb://sessions?region=us-east-1&endpoint={endpoint}")
     with pytest.raises(ConfigurationError, match="AWS_ACCESS_KEY_ID"):
-        store.load(new_key())
+        store.load(new_session_id())
 
     async def async_load() -> None:
-        await store.aload(new_key())
+        await store.aload(new_session_id())
 
     with pytest.raises(ConfigurationError, match="AWS_ACCESS_KEY_ID"):
         asyncio.run(async_load())
@@ -585,31 +557,18 @@ def test_missing_credentials_say_which_settings(bare_environment: None, endpoint
 # ------------------------------------------------------------------------ outages
 
 
-@contextlib.contextmanager
-def dedicated_dynamodb_local(port: int) -> Iterator[str]:
-    # tests/services/dynamodb_local.py picks its own port; a restart must reuse one.
-    argv = [
-        "java",
-        "-XX:+UseSerialGC",
-        "-XX:TieredStopAtLevel=1",
-        "-Djava.library.path=./DynamoDBLocal_lib",
-        "-jar",
-        "DynamoDBLocal.jar",
-        "-inMemory",
-        "-port",
-        str(port),
-    ]
-    with run_server("dynamodb-local-outage", argv, port, cwd=dynamodb_local_dir()):
-        yield f"http://127.0.0.1:{port}"
-
-
-def test_store_down_fails_promptly_and_the_same_store_recovers() -> None:
+def test_store_down_fails_promptly_and_the_same_store_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     backend.fake_credentials()
     port = free_port()
+    # dynamodb_local() starts a server on a free port: here, twice on the same one.
+    monkeypatch.setattr(dynamodb_local, "free_port", lambda: port)
     url = backend.table_url("outage", f"http://127.0.0.1:{port}")
     store = open_store(url, connect_timeout=1, read_timeout=1, max_attempts=2)
-    key = new_key()
-    with dedicated_dynamodb_local(port):
+    key = new_session_id()
+    with dynamodb_local.dynamodb_local() as endpoint:
+        assert endpoint == f"http://127.0.0.1:{port}"
         store.provision()
         store.create(key, live({"a": 1}))
         assert store.load(key) is not None
@@ -630,7 +589,7 @@ def test_store_down_fails_promptly_and_the_same_store_recovers() -> None:
         asyncio.run(async_load())
     assert time.monotonic() - started < bound
 
-    with dedicated_dynamodb_local(port):
+    with dynamodb_local.dynamodb_local():
         store.provision()  # -inMemory: the restarted server starts empty
         assert store.load(key) is None
         store.create(key, live({"a": 2}))
@@ -660,7 +619,7 @@ def test_a_server_that_never_answers_times_out() -> None:
         )
         started = time.monotonic()
         with pytest.raises(StoreUnavailable) as raised:
-            store.load(new_key())
+            store.load(new_session_id())
         elapsed = time.monotonic() - started
         store.close()
     for conn in accepted:
@@ -675,7 +634,7 @@ def _unclosed_warnings(close_store: bool, url: str) -> list[str]:
     loop = asyncio.new_event_loop()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert loop.run_until_complete(store.aload(new_key())) is None
+        assert loop.run_until_complete(store.aload(new_session_id())) is None
         if close_store:
             store.close()
         loop.close()
@@ -692,7 +651,7 @@ def test_close_closes_the_async_client_of_an_idle_loop(url: str) -> None:
 
 def test_the_async_client_closes_when_its_loop_shuts_down(url: str) -> None:
     async def use(store: Any) -> None:
-        assert await store.aload(new_key()) is None
+        assert await store.aload(new_session_id()) is None
 
     store = open_store(url)
     with warnings.catch_warnings(record=True) as caught:
@@ -707,71 +666,28 @@ def test_the_async_client_closes_when_its_loop_shuts_down(url: str) -> None:
 # ---------------------------------------------------------------------- counters
 
 
-def test_increment_is_one_update_and_keeps_a_native_number(
+def test_a_counter_is_a_native_number_and_a_plain_value_costs_one_more_update(
     dyn: stores.Instrumented, raw: Any
 ) -> None:
     store, trips = dyn.store, dyn.trips
     assert isinstance(store, DynamoDBStore)
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"views": 10, "name": "x"}))
     expires_at = time.time() + HOUR
-    trips.reset()
-    assert store.increment(key, "hits", expires_at=expires_at) == 1
-    assert store.increment(key, "hits", 4, expires_at=expires_at) == 5
-    assert trips.counts == (0, 2)
-    # A plain integer written by create/save: one failed conditional write, then it converts.
+    assert store.increment(key, "hits", 5, expires_at=expires_at) == 5
+    # A plain integer written by create/save: one refused conditional write, then it converts.
     trips.reset()
     assert store.increment(key, "views", expires_at=expires_at, base=10) == 11
     assert trips.counts == (0, 2)
-    item = raw.get_item(TableName=store.table, Key={"id": {"S": record_id(key)}})["Item"]
-    assert item["data"]["M"]["kviews"] == {"N": "11"}
-    assert item["data"]["M"]["khits"] == {"N": "5"}
-    record = store.load(key)
-    assert record is not None
-    assert record.data == {"views": 11, "name": "x", "hits": 5}
-    assert record.counters == {"views", "hits"}
+
+    def stored() -> dict[str, Any]:
+        item = raw.get_item(TableName=store.table, Key={"id": {"S": record_id(key)}})["Item"]
+        return dict(item["data"]["M"])
+
+    assert stored()["kviews"] == {"N": "11"} and stored()["khits"] == {"N": "5"}
     # A save of the key writes JSON text over the counter.
     store.save(key, live({"views": 3, "name": "x", "hits": 5}), ["views"])
-    assert raw.get_item(TableName=store.table, Key={"id": {"S": record_id(key)}})["Item"]["data"][
-        "M"
-    ]["kviews"] == {"S": "3"}
-    assert store.increment(key, "views", expires_at=expires_at, base=3) == 4
-
-
-def test_increment_of_a_deleted_or_expired_session_is_gone(dyn: stores.Instrumented) -> None:
-    from cloudsessions import SessionGone
-
-    store = dyn.store
-    gone, old = new_key(), new_key()
-    store.create(gone, live({}))
-    store.delete(gone)
-    store.create(old, expired({"n": 1}))
-    for key in (gone, old, new_key()):
-        with pytest.raises(SessionGone):
-            store.increment(key, "n", expires_at=time.time() + HOUR)
-
-        async def async_increment(key: str = key) -> int:
-            return await store.aincrement(key, "n", expires_at=time.time() + HOUR)
-
-        with pytest.raises(SessionGone):
-            asyncio.run(async_increment())
-    assert store.load(gone) is None and store.load(old) is None
-
-
-def test_concurrent_async_increments_lose_no_count(dyn: stores.Instrumented) -> None:
-    store = dyn.store
-    key = new_key()
-    store.create(key, live({"n": 0}))
-
-    async def many() -> list[int]:
-        expires_at = time.time() + HOUR
-        return await asyncio.gather(
-            *(store.aincrement(key, "n", expires_at=expires_at, base=0) for _ in range(20))
-        )
-
-    assert sorted(asyncio.run(many())) == list(range(1, 21))
-    record = store.load(key)
-    assert record is not None and record.data == {"n": 20}
+    assert stored()["kviews"] == {"S": "3"}
 
 
 def test_saves_that_together_outgrow_the_item_are_session_too_large(
@@ -779,7 +695,7 @@ def test_saves_that_together_outgrow_the_item_are_session_too_large(
 ) -> None:
     """Two requests each add a key that fits on its own; DynamoDB refuses the merged item."""
     store = dyn.store
-    key = new_key()
+    key = new_session_id()
     later = time.time() + 3600
     store.create(key, SessionRecord({}, later))
     half = "x" * (store.max_record_bytes * 6 // 10)

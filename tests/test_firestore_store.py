@@ -1,6 +1,7 @@
 """Firestore-specific behaviour, against Google's emulator: URL and options, the document
 layout, the expiry guard of save, the exact size rule, bring-your-own clients, async
-clients per event loop, provisioning on the emulator, configuration errors, outages."""
+clients closed with their event loop, provisioning on the emulator, configuration errors,
+outages, and the two ways an increment is written."""
 
 from __future__ import annotations
 
@@ -16,23 +17,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from google.cloud import firestore
 
-from cloudsessions import (
+from cloudsessions import SessionRecord, StoreURL, new_session_id, open_store, record_id
+from cloudsessions.errors import (
     ConfigurationError,
     SessionExists,
     SessionGone,
-    SessionRecord,
     SessionTooLarge,
     StoreUnavailable,
-    StoreURL,
-    new_key,
-    open_store,
-    record_id,
 )
-from cloudsessions.record import StoredRecord
-from cloudsessions.stores.firestore import MAX_DOCUMENT_BYTES, FirestoreStore
+from cloudsessions.store import EncodedRecord
+from cloudsessions.stores.firestore import MAX_DOCUMENT_BYTES, FirestoreStore, documents
 from tests import stores
 from tests.backends import firestore as backend
 from tests.services._process import HOST, cache_dir, free_port, run_server
@@ -47,13 +45,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> str:
     return StoreURL.parse(url).query["emulator_host"]
 
 
-@pytest.fixture
-def fs(tmp_path: Path, host: str) -> Iterator[stores.Instrumented]:
-    """A fresh collection and a counter of its round trips."""
-    inst = stores.open_instrumented("firestore", tmp_path)
-    yield inst
-    inst.store.drop()
-    inst.store.close()
+fs = stores.instrumented_fixture("firestore")
 
 
 @pytest.fixture
@@ -75,8 +67,8 @@ def test_url_names_project_collection_and_options() -> None:
     store = open_store("firestore://my-proj/web/site/sessions?database=sessions-db&timeout=2")
     assert isinstance(store, FirestoreStore)
     assert store.project == "my-proj" and store.database == "sessions-db"
-    assert store.path == ("web", "site", "sessions") and store.timeout == 2.0
-    assert store.retry_deadline == 5.0 and store.max_record_bytes == MAX_DOCUMENT_BYTES
+    assert store.path == ("web", "site", "sessions") and store.options.timeout == 2.0
+    assert store.options.retry_deadline == 5.0 and store.max_record_bytes == MAX_DOCUMENT_BYTES
     assert "web/site/sessions" in store.describe() and "my-proj" in store.describe()
     default = open_store("firestore://my-proj")
     assert isinstance(default, FirestoreStore)
@@ -106,7 +98,7 @@ def test_opening_a_store_touches_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     # Nothing listens there and no credentials exist: fine until the first call.
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
     store = open_store(f"firestore://p/c?emulator_host={HOST}:1")
-    assert isinstance(store, FirestoreStore) and store._handle is None
+    assert isinstance(store, FirestoreStore) and store._sync.peek() is None
 
 
 def test_missing_credentials_say_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,7 +106,7 @@ def test_missing_credentials_say_what_to_set(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
     store = open_store("firestore://p/c")
     with pytest.raises(ConfigurationError) as raised:
-        store.load(new_key())
+        store.load(new_session_id())
     message = str(raised.value)
     for hint in ("GOOGLE_APPLICATION_CREDENTIALS", "gcloud auth application-default login"):
         assert hint in message
@@ -125,7 +117,7 @@ def test_missing_project_says_what_to_set(host: str, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     store = open_store(f"firestore:///c?emulator_host={host}")
     with pytest.raises(ConfigurationError, match="firestore://PROJECT/COLLECTION"):
-        store.load(new_key())
+        store.load(new_session_id())
 
 
 def test_emulator_host_comes_from_the_environment_too(
@@ -134,7 +126,7 @@ def test_emulator_host_comes_from_the_environment_too(
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", backend.PROJECT)
     store = open_store(f"firestore:///{unique_name()}")
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}))
     assert store.load(key).data == {"a": 1}  # type: ignore[union-attr]
     store.drop()
@@ -146,7 +138,7 @@ def test_emulator_host_comes_from_the_environment_too(
 
 def test_document_layout(fs: stores.Instrumented, raw: firestore.Client) -> None:
     store = fs.store
-    key = new_key()
+    key = new_session_id()
     expires_at = time.time() + HOUR
     store.create(key, SessionRecord({"b": [1], "a.b": "x"}, expires_at, "42"))
     doc = collection_of(store, raw).document(record_id(key)).get().to_dict()
@@ -172,7 +164,7 @@ def test_document_layout(fs: stores.Instrumented, raw: firestore.Client) -> None
 
 def test_key_order_survives_concurrent_saves(fs: stores.Instrumented) -> None:
     store = fs.store
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"z": 1, "a": 2}))
     first, second = store.load(key), store.load(key)
     assert first is not None and second is not None
@@ -192,7 +184,7 @@ def test_save_of_an_expired_session_deletes_it_and_costs_two_writes(
     fs: stores.Instrumented, raw: firestore.Client
 ) -> None:
     store, trips = fs.store, fs.trips
-    key = new_key()
+    key = new_session_id()
     store.create(key, expired({"a": 1}))
     trips.reset()
     with pytest.raises(SessionGone):
@@ -208,15 +200,13 @@ def test_a_save_that_reaches_an_expired_document_leaves_it_expired(
     # store.save sends, applied to an expired document, must not bring it back.
     store = fs.store
     assert isinstance(store, FirestoreStore)
-    key = new_key()
+    key = new_session_id()
     rid = record_id(key)
     store.create(key, expired({"a": 1}))
     ref = collection_of(store, raw).document(rid)
-    batch = raw.batch()
     changes = store._prepare_save(key, live({"a": 2}), ["a"])[1]
-    expires = store._save_batch(batch, ref, changes, time.time() + HOUR, None, time.time())
-    results = batch.commit()
-    assert not store._was_live(results, expires)
+    writes = documents.save(changes, time.time() + HOUR, None, time.time())
+    assert not writes.was_live(writes.batch(raw, ref).commit())
     doc = ref.get().to_dict()
     assert doc is not None and doc["d"] == {"ka": "2"}  # the write happened...
     assert doc["expires_at"] > datetime.now(UTC)  # ...with a future expiry...
@@ -228,7 +218,7 @@ def test_a_live_save_keeps_the_guard_equal_to_the_expiry(
     fs: stores.Instrumented, raw: firestore.Client
 ) -> None:
     store = fs.store
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}))
     for seconds in (HOUR, 10.0, 5 * HOUR, 0.5):
         store.save(key, SessionRecord({"a": seconds}, time.time() + seconds), ["a"])
@@ -243,10 +233,10 @@ def test_a_live_save_keeps_the_guard_equal_to_the_expiry(
 # ---------------------------------------------------------------------- size rule
 
 
-def _record_of_size(store: FirestoreStore, size: int) -> StoredRecord:
-    record = StoredRecord({"kblob": '""'}, time.time() + HOUR, "7")
+def _record_of_size(store: FirestoreStore, size: int) -> EncodedRecord:
+    record = EncodedRecord({"kblob": '""'}, time.time() + HOUR, "7")
     filler = size - store.record_size(record)
-    return StoredRecord({"kblob": '"' + "x" * filler + '"'}, record.expires_at, "7")
+    return EncodedRecord({"kblob": '"' + "x" * filler + '"'}, record.expires_at, "7")
 
 
 def test_size_rule_is_firestores_own(fs: stores.Instrumented, raw: firestore.Client) -> None:
@@ -256,24 +246,22 @@ def test_size_rule_is_firestores_own(fs: stores.Instrumented, raw: firestore.Cli
     over = _record_of_size(store, MAX_DOCUMENT_BYTES + 1)
     assert store.record_size(at_limit) == MAX_DOCUMENT_BYTES
     # Firestore takes the largest document the rule allows...
-    rid = record_id(new_key())
+    rid = record_id(new_session_id())
     store._create(rid, at_limit)
     loaded = store._load(rid)
     assert loaded is not None and loaded.fields == at_limit.fields
     # ...and refuses one byte more: the rule is exact, not just cautious.
     with pytest.raises(Exception, match="maximum entity size"):
-        collection_of(store, raw).document(record_id(new_key())).create(store._document(over))
-    fs.trips.reset()
-    with pytest.raises(SessionTooLarge):
-        store.create(new_key(), SessionRecord({"blob": "x" * MAX_DOCUMENT_BYTES}, time.time() + 9))
-    assert fs.trips.counts == (0, 0)
+        collection_of(store, raw).document(record_id(new_session_id())).create(
+            documents.document(over)
+        )
 
 
 def test_a_small_limit_can_be_set(host: str) -> None:
     store = open_store(f"firestore://{backend.PROJECT}/c?max_record_bytes=1000")
     assert store.max_record_bytes == 1000
     with pytest.raises(SessionTooLarge):
-        store.create(new_key(), live({"blob": "x" * 1000}))
+        store.create(new_session_id(), live({"blob": "x" * 1000}))
 
 
 # ---------------------------------------------------------------- bring your own client
@@ -282,7 +270,7 @@ def test_a_small_limit_can_be_set(host: str) -> None:
 def test_an_existing_collection_reference_is_used_as_is(raw: firestore.Client) -> None:
     collection = raw.collection(unique_name("byo"))
     store = open_store("firestore://", collection=collection)
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}, user_id="u"))
     assert collection.document(record_id(key)).get().exists
     assert [s.record_id for s in store.for_user("u")] == [record_id(key)]
@@ -295,7 +283,7 @@ def test_an_existing_collection_reference_is_used_as_is(raw: firestore.Client) -
 def test_an_existing_client_with_a_collection_from_the_url(raw: firestore.Client) -> None:
     name = unique_name("byo")
     store = open_store(f"firestore://{backend.PROJECT}/{name}", client=raw)
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}))
     assert raw.collection(name).document(record_id(key)).get().exists
 
@@ -333,7 +321,7 @@ def test_one_client_per_process_made_once_under_concurrency(tmp_path: Path, host
 
     def load() -> None:
         barrier.wait()
-        store.load(new_key())
+        store.load(new_session_id())
 
     threads = [threading.Thread(target=load) for _ in range(8)]
     for t in threads:
@@ -345,22 +333,37 @@ def test_one_client_per_process_made_once_under_concurrency(tmp_path: Path, host
     store.close()
 
 
-def test_async_clients_are_one_per_event_loop(fs: stores.Instrumented) -> None:
+def _channel_closed(client: Any) -> bool:
+    state = client._firestore_api.transport.grpc_channel.get_state()
+    return bool(state == grpc.ChannelConnectivity.SHUTDOWN)
+
+
+def test_each_event_loop_has_its_own_async_client_closed_with_it(fs: stores.Instrumented) -> None:
     store = fs.store
     assert isinstance(store, FirestoreStore)
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}))
 
-    async def twice() -> list[Any]:
-        first = await store.aload(key)
-        second = await store.aload(key)
-        assert first is not None and second is not None
-        return [handle[0] for handle in store._async.values()]
+    async def twice() -> Any:
+        assert await store.aload(key) is not None and await store.aload(key) is not None
+        return await store._async.get()
 
     # grpc.aio channels belong to one loop: a client shared across loops would fail here.
-    clients = [asyncio.run(twice()) for _ in range(2)]
-    assert len(clients[0]) == 1 and clients[0][0] is not clients[1][-1]
-    assert fs.trips.reads.count("BatchGetDocuments") == 4
+    first, second = asyncio.run(twice()), asyncio.run(twice())
+    assert first is not second and fs.trips.reads.count("BatchGetDocuments") == 4
+    assert _channel_closed(first) and _channel_closed(second), "closed at loop shutdown"
+
+    async def closed_by_aclose() -> bool:
+        client = await twice()
+        await store.aclose()
+        return _channel_closed(client) and await store._async.get() is not client
+
+    assert asyncio.run(closed_by_aclose())
+    loop = asyncio.new_event_loop()  # still open when close() comes, from sync code
+    client = loop.run_until_complete(twice())
+    store.close()
+    assert _channel_closed(client)
+    loop.close()
 
 
 # ------------------------------------------------------------------- operations
@@ -373,7 +376,7 @@ def test_provision_check_and_drop_on_the_emulator(
     assert store.provision() == []
     assert "emulator has no TTL" in caplog.text
     for n in range(7):
-        store.create(new_key(), live({"n": n}) if n < 4 else expired({"n": n}))
+        store.create(new_session_id(), live({"n": n}) if n < 4 else expired({"n": n}))
     results = {r.name: r for r in store.check()}
     assert all(r.ok for r in results.values()), results
     assert results["sessions"].detail == "7 stored, 3 expired"
@@ -389,17 +392,15 @@ def test_check_reports_an_unreachable_store(host: str) -> None:
     store = open_store(f"firestore://p/c?emulator_host={HOST}:{free_port()}&retry_deadline=0.5")
     (result,) = store.check()
     assert result.name == "collection" and not result.ok
-    assert "failed" in result.detail
+    assert "could not check the collection" in result.detail
 
 
 def test_purge_deletes_page_by_page(fs: stores.Instrumented) -> None:
     store, trips = fs.store, fs.trips
     for _ in range(5):
-        store.create(new_key(), expired({}))
+        store.create(new_session_id(), expired({}))
     trips.reset()
-    seen: list[int] = []
-    assert store.purge_expired(batch_size=2, progress=seen.append) == 5
-    assert seen == [2, 4, 5]
+    assert store.purge_expired(batch_size=2) == 5
     # A query and a batch delete per page; the short last page ends it.
     assert trips.reads == ["RunQuery"] * 3 and trips.writes == ["Commit"] * 3
 
@@ -422,12 +423,12 @@ def test_a_store_that_does_not_answer_gives_unavailable_within_the_bound() -> No
         )
         started = time.monotonic()
         with pytest.raises(StoreUnavailable) as raised:
-            store.load(new_key())
+            store.load(new_session_id())
         elapsed = time.monotonic() - started
         store.close()
     assert elapsed < 1 + 0.5 + 1.0
     assert raised.value.__cause__ is not None
-    assert "load failed" in str(raised.value)
+    assert "could not load a session" in str(raised.value)
 
 
 @contextlib.contextmanager
@@ -452,7 +453,7 @@ async def test_outage_then_recovery_on_a_dedicated_emulator() -> None:
         f"firestore://{backend.PROJECT}/outage?emulator_host={HOST}:{port}"
         f"&timeout={timeout}&retry_deadline={deadline}"
     )
-    key = new_key()
+    key = new_session_id()
     with _emulator_on(port):
         store.create(key, live({"a": 1}))
         assert (await store.aload(key)) is not None
@@ -483,61 +484,45 @@ def test_instrumentation_counts_each_attempt_on_the_wire(host: str) -> None:
     url = f"firestore://p/c?emulator_host={HOST}:{free_port()}&retry_deadline=1"
     store = backend.instrument(url, trips)
     with pytest.raises(StoreUnavailable):
-        store.load(new_key())
+        store.load(new_session_id())
     assert len(trips.reads) > 1 and trips.writes == []
 
 
 # ---------------------------------------------------------------------- counters
 
 
-def test_increment_is_one_write_and_loses_no_count(fs: stores.Instrumented) -> None:
+async def test_an_increment_is_a_transform_or_a_read_then_a_conditional_write(
+    fs: stores.Instrumented,
+) -> None:
     store, trips = fs.store, fs.trips
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"views": "not a number", "a": 1}))
     trips.reset()
+    # Firestore's increment transform starts JSON text (or nothing) from 0: base 0.
     assert store.increment(key, "views", expires_at=time.time() + HOUR) == 1
-    assert trips.counts == (0, 1)
-
-    def count() -> None:
-        for _ in range(5):
-            store.increment(key, "views", 2, expires_at=time.time() + HOUR)
-
-    threads = [threading.Thread(target=count) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    record = store.load(key)
-    assert record is not None and record.data == {"views": 61, "a": 1}
-    assert record.counters == frozenset({"views"})
-    # A save writes plain JSON again; an increment from its value (base) counts on.
+    assert await store.aincrement(key, "views", expires_at=time.time() + HOUR) == 2
+    assert trips.counts == (0, 2)
+    # A plain integer becomes a counter from its value (base): read, then write if unchanged.
     store.save(key, live({"views": 10, "a": 1}), ["views"])
+    trips.reset()
     assert store.increment(key, "views", expires_at=time.time() + HOUR, base=10) == 11
-    assert store.increment(key, "views", expires_at=time.time() + HOUR) == 12
-    assert store.load(key).data == {"views": 12, "a": 1}  # type: ignore[union-attr]
+    assert trips.reads == ["BatchGetDocuments"] and trips.writes == ["Commit"]
+    store.save(key, live({"views": 20, "a": 1}), ["views"])
+    trips.reset()
+    assert await store.aincrement(key, "views", expires_at=time.time() + HOUR, base=20) == 21
+    assert trips.reads == ["BatchGetDocuments"] and trips.writes == ["Commit"]
+    assert store.load(key).data == {"views": 21, "a": 1}  # type: ignore[union-attr]
 
 
-def test_increment_of_an_expired_or_deleted_session_is_gone(fs: stores.Instrumented) -> None:
+async def test_the_read_then_write_increment_of_an_expired_or_deleted_session_is_gone(
+    fs: stores.Instrumented,
+) -> None:
     store = fs.store
-    old, gone = new_key(), new_key()
-    store.create(old, expired({}))
-    with pytest.raises(SessionGone):
-        store.increment(old, "n", expires_at=time.time() + HOUR)
-    with pytest.raises(SessionGone):
-        store.increment(gone, "n", expires_at=time.time() + HOUR)
-    with pytest.raises(SessionGone):
-        store.increment(old, "n", expires_at=time.time() + HOUR, base=3)
-    assert store.load(old) is None and store.load(gone) is None
-
-
-async def test_async_increment(fs: stores.Instrumented) -> None:
-    store = fs.store
-    key = new_key()
-    store.create(key, live({}))
-    fs.trips.reset()
-    values = await asyncio.gather(
-        *(store.aincrement(key, "n", expires_at=time.time() + HOUR) for _ in range(10))
-    )
-    assert sorted(values) == list(range(1, 11))
-    assert fs.trips.counts == (0, 10)
-    assert await store.aincrement(key, "m", 5, expires_at=time.time() + HOUR, base=2) == 7
+    old, gone = new_session_id(), new_session_id()
+    store.create(old, expired({"n": 2}))
+    for key in (old, gone):
+        with pytest.raises(SessionGone):
+            store.increment(key, "n", expires_at=time.time() + HOUR, base=2)
+        with pytest.raises(SessionGone):
+            await store.aincrement(key, "n", expires_at=time.time() + HOUR, base=2)
+        assert store.load(key) is None

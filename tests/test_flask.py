@@ -1,7 +1,7 @@
 """What only the Flask front door does: Flask's cookie rules, settings and tagged values, on
-every store, and sessions through a real WSGI server (gunicorn, several worker processes).
+every store.
 
-What every front door does is in tests/test_front_doors.py.
+What every front door does (through gunicorn too) is in tests/test_front_doors.py.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import decimal
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,28 +17,10 @@ import pytest
 from flask import Flask, session
 from markupsafe import Markup
 
-from cloudsessions import ConfigurationError, SessionValueError, Store
+from cloudsessions import ConfigurationError, SessionValueError
 from cloudsessions.flask import CloudSessions
-from tests.front_doors import (
-    DEFAULT,
-    LIFETIME,
-    FlaskDoor,
-    age,
-    check_concurrent_increments_through_a_server,
-    check_sessions_through_a_server,
-    flask_app,
-    open_door,
-    real_server,
-    stored,
-)
+from tests.front_doors import DEFAULT, LIFETIME, FlaskDoor, age, flask_app, open_door, stored
 from tests.stores import Instrumented
-
-
-@pytest.fixture
-def on_store(instrumented: Instrumented) -> Instrumented:
-    instrumented.store.provision()
-    return instrumented
-
 
 # ------------------------------------------------------------------ Flask's cookie rules
 
@@ -197,23 +178,3 @@ def test_the_store_is_created_lazily_once_per_process(tmp_path: Path) -> None:
     assert not (tmp_path / "lazy.db").exists(), "init_app touched nothing"
     store = CloudSessions.get_store(apps[0])
     assert store is CloudSessions.get_store(apps[1]), "one store per configuration"
-
-
-# ------------------------------------------------------------------ a real WSGI server
-
-
-@pytest.fixture
-def gunicorn(store_name: str, tmp_path: Path) -> Iterator[tuple[str, Store]]:
-    argv = ["gunicorn", "--workers", "3", "--threads", "4", "--bind", "127.0.0.1:{port}"]
-    with real_server([*argv, "tests.front_doors:flask_server_app()"], store_name, tmp_path) as up:
-        yield up
-
-
-def test_sessions_through_gunicorn_with_a_cookie_jar(gunicorn: tuple[str, Store]) -> None:
-    check_sessions_through_a_server(*gunicorn)
-
-
-def test_concurrent_increments_through_gunicorn_lose_no_count(
-    gunicorn: tuple[str, Store],
-) -> None:
-    check_concurrent_increments_through_a_server(gunicorn[0])

@@ -1,7 +1,8 @@
 """What every front door promises, tested once: Django, Flask and ASGI (on asyncio and on
 trio) on every store, through each framework's test client (tests/front_doors.py), with
-round trips counted at the SDK level (`trips.counts` is (reads, writes)). What only one
-door does is in tests/test_flask.py, tests/test_asgi.py and tests/django_engine/.
+round trips counted at the SDK level (`trips.counts` is (reads, writes)); and Django, Flask
+and ASGI behind real servers (gunicorn, uvicorn) with several worker processes. What only
+one door does is in tests/test_flask.py, tests/test_asgi.py and tests/django_engine/.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ from pathlib import Path
 import pytest
 from django.contrib.sessions.exceptions import SessionInterrupted
 
-from cloudsessions import SessionRecord, SessionValueError, StoreUnavailable, new_key, open_store
+from cloudsessions import (
+    SessionRecord,
+    SessionValueError,
+    StoreUnavailable,
+    new_session_id,
+    open_store,
+)
 from cloudsessions import record_id as rid
+from cloudsessions.testing import at_once
 from tests.front_doors import DOORS, LIFETIME, Door, age, open_door, sessions_of, stored
+from tests.real_servers import SERVED, FrontDoorServer, front_door_server
 from tests.stores import Instrumented
 
 # Django's own middleware saves a session only when it is marked modified, keeps an emptied
@@ -26,12 +35,6 @@ NOT_DJANGO = ["flask", "asgi", "asgi-trio"]
 @pytest.fixture(params=DOORS)
 def door_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def on_store(instrumented: Instrumented) -> Instrumented:
-    instrumented.store.provision()
-    return instrumented
 
 
 @pytest.fixture
@@ -196,7 +199,7 @@ def test_a_cookie_naming_no_live_session_gets_a_fresh_one_and_writes_nothing(
     door: Door, on_store: Instrumented, kind: str
 ) -> None:
     store, trips = on_store.store, on_store.trips
-    value = {"malformed": "x" * 10, "path": "../../etc/passwd"}.get(kind) or new_key()
+    value = {"malformed": "x" * 10, "path": "../../etc/passwd"}.get(kind) or new_session_id()
     if kind == "expired":
         store.create(value, SessionRecord({"old": 1}, time.time() - 1))
     door.plant(value)
@@ -324,6 +327,47 @@ def test_concurrent_increments_of_one_session_lose_no_count(door: Door) -> None:
     assert door.get("/read").json["data"]["views"] == requests + 1
 
 
+# ------------------------------------------------------------------ real servers
+
+
+@pytest.fixture(params=sorted(SERVED))
+def server(
+    request: pytest.FixtureRequest, store_name: str, tmp_path: Path
+) -> Iterator[FrontDoorServer]:
+    with front_door_server(request.param, store_name, tmp_path) as served:
+        yield served
+
+
+def test_sessions_through_a_real_server_with_a_cookie_jar(server: FrontDoorServer) -> None:
+    """Two browsers on a multi-process server: the session lives in the store, not a worker."""
+    alice, bob = server.browser(), server.browser()
+    assert alice.json("/read") == {"data": {}, "sid": None}
+    assert alice.cookie() is None
+    alice.get('/write?cart="apples"')
+    first = alice.cookie()
+    assert first is not None
+    for _ in range(6):  # several worker processes share the session through the store
+        assert alice.json("/read") == {"data": {"cart": "apples"}, "sid": first}
+    assert bob.json("/read")["data"] == {}
+    alice.get("/login?user=ada")
+    second = alice.cookie()
+    assert second not in (None, first) and server.store.load(first) is None
+    assert alice.json("/read")["data"] == {"cart": "apples", server.door.user_key: "ada"}
+    alice.get("/logout")
+    assert alice.cookie() is None and second is not None and server.store.load(second) is None
+
+
+def test_concurrent_increments_through_a_real_server_lose_no_count(
+    server: FrontDoorServer,
+) -> None:
+    """20 requests at once from one visitor's cookie jar: each adds one."""
+    browser = server.browser()
+    assert browser.json("/count") == {"views": 1}
+    requests = 20
+    at_once(requests, lambda _: browser.get("/count"))
+    assert browser.json("/read")["data"]["views"] == 1 + requests
+
+
 # ------------------------------------------------------------------ outages
 
 
@@ -333,11 +377,11 @@ def test_an_unreachable_store_fails_the_request_instead_of_emptying_the_session(
 ) -> None:
     broken = open_store(f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
     with open_door(door_name, broken, outages="raise") as browser:
-        browser.plant(new_key())
+        browser.plant(new_session_id())
         with pytest.raises(StoreUnavailable):
             browser.get("/read")
     with open_door(door_name, broken, outages="503") as browser:  # what a user sees
-        browser.plant(new_key())
+        browser.plant(new_session_id())
         answer = browser.get("/read")
         assert (answer.status, answer.headers["retry-after"]) == (503, "5")
         assert answer.cookies == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,21 +23,21 @@ from pymongo.errors import PyMongoError
 
 from cloudsessions import (
     ConfigurationError,
-    SessionGone,
     SessionRecord,
     SessionTooLarge,
     StoreUnavailable,
-    new_key,
+    new_session_id,
     open_store,
     record_id,
 )
-from cloudsessions.record import StoredRecord
-from cloudsessions.stores.mongodb import CLIENT_DEFAULTS, MongoDBStore, _document
+from cloudsessions.record import EncodedRecord
+from cloudsessions.stores.mongodb import CLIENT_DEFAULTS, MongoDBStore
+from cloudsessions.stores.mongodb.requests import document
 from tests import stores
 from tests.backends import mongodb as backend
 from tests.services._process import HOST, free_port
 from tests.services.secantus import dedicated_secantus
-from tests.stores import HOUR, live
+from tests.stores import live
 
 # How long the server's TTL monitor may take: SecantusDB here sweeps every second,
 # mongod every 60 s.
@@ -48,12 +47,7 @@ APP_CLIENT: Any = None  # set by the bring-your-own-client tests, imported by do
 APP_DATABASE: Any = None
 
 
-@pytest.fixture
-def inst(tmp_path: Path) -> Iterator[stores.Instrumented]:
-    inst = stores.open_instrumented("mongodb", tmp_path)
-    yield inst
-    inst.store.drop()
-    inst.store.close()
+inst = stores.instrumented_fixture("mongodb")
 
 
 @pytest.fixture
@@ -166,7 +160,7 @@ def test_opening_a_store_touches_no_network() -> None:
     assert time.monotonic() - started < 0.5
     assert srv.describe() == "mongodb collection app.s at mongodb+srv://sessions.example.invalid"
     with pytest.raises(StoreUnavailable) as raised:
-        down.load(new_key())
+        down.load(new_session_id())
     assert isinstance(raised.value.__cause__, PyMongoError)
     down.close()
 
@@ -178,7 +172,7 @@ def test_document_layout(
     inst: stores.Instrumented, raw_client: MongoClient[dict[str, Any]]
 ) -> None:
     store, coll = inst.store, raw_collection(raw_client, inst.url)
-    key, anon = new_key(), new_key()
+    key, anon = new_session_id(), new_session_id()
     expires = time.time() + 100
     store.create(key, SessionRecord({"a.b": 1, "$x": [1.5]}, expires, "42"))
     store.create(anon, SessionRecord({}, expires))
@@ -200,7 +194,7 @@ def test_document_layout(
 
 def test_user_operations_are_one_command_each(inst: stores.Instrumented) -> None:
     store, trips = inst.store, inst.trips
-    keys = [new_key() for _ in range(3)]
+    keys = [new_session_id() for _ in range(3)]
     for key in keys:
         store.create(key, live({}, user_id="u1"))
     trips.reset()
@@ -214,7 +208,7 @@ def test_user_operations_are_one_command_each(inst: stores.Instrumented) -> None
 def test_purge_deletes_in_batches_of_ids(inst: stores.Instrumented) -> None:
     store, trips = inst.store, inst.trips
     for _ in range(5):
-        store.create(new_key(), SessionRecord({}, time.time() - 5))
+        store.create(new_session_id(), SessionRecord({}, time.time() - 5))
     trips.reset()
     assert store.purge_expired(batch_size=2) == 5
     # three batches found and deleted, then one find that finds nothing
@@ -225,91 +219,43 @@ def test_increment_is_one_find_and_modify_and_keeps_a_native_integer(
     inst: stores.Instrumented, raw_client: MongoClient[dict[str, Any]]
 ) -> None:
     store, trips, coll = inst.store, inst.trips, raw_collection(raw_client, inst.url)
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"views": 10, "other": "x"}))
     trips.reset()
     expires = time.time() + 50
-    # A plain value written by a save becomes a counter worth base + delta.
     assert store.increment(key, "views", 1, expires_at=expires, base=10) == 11
     assert trips.reads == [] and trips.writes == ["findAndModify"]
-    assert store.increment(key, "views", 5, expires_at=expires, base=999) == 16
     assert store.increment(key, "new", expires_at=expires) == 1
     doc = coll.find_one({"_id": record_id(key)})
     assert doc is not None
-    assert doc["d"] == {"kviews": 16, "kother": '"x"', "knew": 1}
+    assert doc["d"] == {"kviews": 11, "kother": '"x"', "knew": 1}
     assert abs(doc["expires_at"].timestamp() - expires) < 0.002
-    record = store.load(key)
-    assert record is not None and record.data == {"views": 16, "other": "x", "new": 1}
-    assert record.counters == frozenset({"views", "new"})
-    # A save of JSON text replaces the counter.
-    store.save(key, live({"views": 0}), ["views"])
-    assert store.increment(key, "views", expires_at=expires, base=0) == 1
-
-
-def test_increment_of_a_gone_or_expired_session_raises_gone(inst: stores.Instrumented) -> None:
-    store = inst.store
-    expired = new_key()
-    store.create(expired, SessionRecord({}, time.time() - 1))
-    for key in (new_key(), expired):
-        with pytest.raises(SessionGone):
-            store.increment(key, "n", expires_at=time.time() + HOUR)
-        assert store.load(key) is None
-
-
-def test_concurrent_increments_lose_no_count(inst: stores.Instrumented) -> None:
-    store, key = inst.store, new_key()
-    store.create(key, live({}))
-    seen: list[int] = []
-
-    def bump() -> None:
-        for _ in range(10):
-            seen.append(store.increment(key, "n", expires_at=time.time() + HOUR))
-
-    threads = [threading.Thread(target=bump) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(seen) == list(range(1, 41))
-    assert store.load(key).data == {"n": 40}  # type: ignore[union-attr]
-
-
-async def test_async_increment_is_native(inst: stores.Instrumented) -> None:
-    store, key = inst.store, new_key()
-    await store.acreate(key, live({}))
-    results = await asyncio.gather(
-        *(store.aincrement(key, "n", expires_at=time.time() + HOUR) for _ in range(10))
-    )
-    assert sorted(results) == list(range(1, 11))
-    assert inst.trips.writes.count("findAndModify") == 10
-    with pytest.raises(SessionGone):
-        await store.aincrement(new_key(), "n", expires_at=time.time() + HOUR)
 
 
 async def test_async_calls_use_one_native_client_per_loop(inst: stores.Instrumented) -> None:
     store = inst.store
     assert isinstance(store, MongoDBStore)
-    key = new_key()
+    key = new_session_id()
     await store.acreate(key, live({"a": 1}))
-    loop = asyncio.get_running_loop()
-    coll = store._async[loop][0]
-    assert type(coll.database.client).__name__ == "AsyncMongoClient"
+    coll = await store._async.get()
+    client = coll.database.client
+    assert type(client).__name__ == "AsyncMongoClient"
     assert (await store.aload(key)).data == {"a": 1}  # type: ignore[union-attr]
-    assert store._async[loop][0] is coll  # reused, not one per call
+    assert await store._async.get() is coll  # reused, not one per call
 
-    def other_loop() -> tuple[object, int]:
-        async def load() -> tuple[object, int]:
+    def other_loop() -> Any:
+        async def load() -> Any:
             await store.aload(key)
-            return store._async[asyncio.get_running_loop()][0], len(store._async)
+            return await store._async.get()
 
         return asyncio.run(load())
 
-    other, count = await asyncio.to_thread(other_loop)
-    assert other is not coll and count == 2
+    other = await asyncio.to_thread(other_loop)
+    assert other is not coll
     # asyncio.run closed that loop, and its client went with it.
-    assert list(store._async) == [loop]
+    assert other.database.client._closed and not client._closed
     await store.aclose()
-    assert list(store._async) == []
+    assert client._closed
     assert (await store.aload(key)).data == {"a": 1}  # type: ignore[union-attr]
 
 
@@ -319,15 +265,15 @@ async def test_async_calls_use_one_native_client_per_loop(inst: stores.Instrumen
 @pytest.mark.parametrize(
     "record",
     [
-        StoredRecord({}, 0.0),
-        StoredRecord({"ka": '"x"', "kb": "[1,2]"}, time.time(), "42"),
-        StoredRecord({"k%C3%A4": '"ключ 😀"'}, time.time(), "ユーザー"),
-        StoredRecord({"ka": "1"}, time.time(), None, {"kn": 1, "kbig": 2**40, "kneg": -(2**31)}),
+        EncodedRecord({}, 0.0),
+        EncodedRecord({"ka": '"x"', "kb": "[1,2]"}, time.time(), "42"),
+        EncodedRecord({"k%C3%A4": '"ключ 😀"'}, time.time(), "ユーザー"),
+        EncodedRecord({"ka": "1"}, time.time(), None, {"kn": 1, "kbig": 2**40, "kneg": -(2**31)}),
     ],
 )
-def test_record_size_is_the_bson_size_of_the_document(record: StoredRecord) -> None:
+def test_record_size_is_the_bson_size_of_the_document(record: EncodedRecord) -> None:
     store = open_store("mongodb://h/x")
-    doc = _document(record_id(new_key()), record)
+    doc = document(record_id(new_session_id()), record)
     assert store.record_size(record) == len(bson.encode(doc))
 
 
@@ -337,16 +283,16 @@ def test_a_session_of_exactly_16_mib_is_stored_and_one_byte_more_is_refused(
     store, trips = inst.store, inst.trips
     limit = 16 * 1024 * 1024
     assert store.max_record_bytes == limit
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"small": 1}, user_id="7"))
-    empty = store.record_size(StoredRecord({"kblob": '""'}, 0.0, "7"))
+    empty = store.record_size(EncodedRecord({"kblob": '""'}, 0.0, "7"))
     fits = {"blob": "x" * (limit - empty)}
     trips.reset()
     with pytest.raises(SessionTooLarge):
         store.save(key, live({"small": 1, "blob": fits["blob"] + "x"}, "7"), ["blob"])
     assert trips.counts == (0, 0)
     assert store.load(key).data == {"small": 1}  # type: ignore[union-attr]
-    big = new_key()
+    big = new_session_id()
     store.create(big, live(fits, user_id="7"))  # exactly 16 MiB of BSON: the server takes it
     assert store.load(big).data == fits  # type: ignore[union-attr]
 
@@ -412,7 +358,7 @@ def test_a_conflicting_user_index_is_rebuilt_with_fix_and_same_key_indexes_are_k
     assert isinstance(store, MongoDBStore)
     coll.create_index("user_id", name="user_id")  # not sparse
     coll.create_index("expires_at", name="by_expiry", expireAfterSeconds=0)  # same, other name
-    key = new_key()
+    key = new_session_id()
     store.create(key, live({"a": 1}, user_id="u"))
     with pytest.raises(ConfigurationError, match="user_id"):
         store.provision()
@@ -430,7 +376,7 @@ def test_the_ttl_index_removes_expired_sessions(
 ) -> None:
     store, coll = inst.store, raw_collection(raw_client, inst.url)
     store.provision()
-    old, fresh = new_key(), new_key()
+    old, fresh = new_session_id(), new_session_id()
     store.create(old, SessionRecord({}, time.time() - 1))
     store.create(fresh, live({}))
     wait_until(lambda: coll.find_one({"_id": record_id(old)}) is None, TTL_DEADLINE, "TTL removal")
@@ -442,7 +388,7 @@ def test_drop_removes_the_collection(
 ) -> None:
     store, coll = inst.store, raw_collection(raw_client, inst.url)
     store.provision()
-    store.create(new_key(), live({}))
+    store.create(new_session_id(), live({}))
     store.drop()
     assert coll.name not in coll.database.list_collection_names()
 
@@ -464,7 +410,7 @@ def test_an_application_client_by_object_or_dotted_path(server: str) -> None:
     try:
         for options in given:
             store = open_store(f"mongodb:///?collection={collection}", **options)
-            key = new_key()
+            key = new_session_id()
             store.create(key, live({"via": repr(options)}, user_id="u"))
             record = store.load(key)
             assert record is not None and record.data == {"via": repr(options)}
@@ -483,10 +429,10 @@ def test_an_application_client_by_object_or_dotted_path(server: str) -> None:
 def test_a_dotted_path_that_does_not_import_is_a_configuration_error() -> None:
     store = open_store("mongodb:///x", client="tests.no_such_module.client")
     with pytest.raises(ConfigurationError, match="cannot import"):
-        store.load(new_key())
-    store = open_store("mongodb:///x", client=f"{__name__}.HOUR")
+        store.load(new_session_id())
+    store = open_store("mongodb:///x", client=f"{__name__}.TTL_DEADLINE")
     with pytest.raises(ConfigurationError, match="must be a pymongo MongoClient"):
-        store.load(new_key())
+        store.load(new_session_id())
 
 
 # ------------------------------------------------------------------ outage, recovery
@@ -532,7 +478,7 @@ def assert_unavailable_promptly(call: Any, key: str) -> None:
 
 def test_a_server_that_goes_down_gives_unavailable_and_the_store_recovers() -> None:
     port = free_port()
-    key = new_key()
+    key = new_session_id()
     with dedicated_secantus(port):
         store = outage_store(port)
         store.provision()
@@ -541,7 +487,7 @@ def test_a_server_that_goes_down_gives_unavailable_and_the_store_recovers() -> N
     # The server is stopped: every operation fails within the bound, none hangs, and a
     # failed load is an error, never an empty session.
     assert_unavailable_promptly(lambda: store.load(key), key)
-    assert_unavailable_promptly(lambda: store.create(new_key(), live({})), key)
+    assert_unavailable_promptly(lambda: store.create(new_session_id(), live({})), key)
     assert_unavailable_promptly(lambda: store.save(key, live({"a": 2}), ["a"]), key)
     assert_unavailable_promptly(lambda: store.delete(key), key)
     assert_aload_unavailable_promptly(store, key)
@@ -558,7 +504,7 @@ def test_a_server_that_goes_down_gives_unavailable_and_the_store_recovers() -> N
 
 def test_a_server_that_stops_answering_does_not_hang_requests() -> None:
     port = free_port()
-    key = new_key()
+    key = new_session_id()
     with dedicated_secantus(port) as proc:
         store = outage_store(port)
         store.create(key, live({"a": 1}))

@@ -13,7 +13,7 @@ from cloudsessions import (
     ConfigurationError,
     SessionRecord,
     StoreUnavailable,
-    new_key,
+    new_session_id,
     open_store,
 )
 from cloudsessions.stores.sqlite import SQLiteStore
@@ -28,7 +28,7 @@ def test_urls_name_relative_and_absolute_files(
     absolute = open_store(f"sqlite:///{tmp_path}/abs.db?table=web_sessions&timeout=2")
     assert isinstance(absolute, SQLiteStore)
     assert absolute.path == tmp_path / "abs.db"
-    assert (absolute.table, absolute.timeout) == ("web_sessions", 2.0)
+    assert (absolute.table, absolute.options.timeout) == ("web_sessions", 2.0)
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_opening_a_store_touches_nothing(tmp_path: Path) -> None:
 
 def test_first_use_creates_the_file_in_wal_mode(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'wal.db'}")
-    assert store.load(new_key()) is None
+    assert store.load(new_session_id()) is None
     with sqlite3.connect(tmp_path / "wal.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {r.name: r.ok for r in store.check()} == {
@@ -68,14 +68,14 @@ def test_first_use_creates_the_file_in_wal_mode(tmp_path: Path) -> None:
 
 def test_an_unreachable_file_is_store_unavailable(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}")
-    with pytest.raises(StoreUnavailable, match="cannot open sqlite file"):
-        store.load(new_key())
+    with pytest.raises(StoreUnavailable, match=r"sqlite file .* could not open the database"):
+        store.load(new_session_id())
 
 
 def test_a_locked_database_is_store_unavailable_after_the_busy_timeout(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     store = open_store(f"sqlite:///{path}?timeout=0.2")
-    key = new_key()
+    key = new_session_id()
     store.create(key, SessionRecord({"a": 1}, time.time() + 60))
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -105,7 +105,7 @@ def test_processes_changing_different_keys_of_one_session_all_keep_their_change(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     store = open_store(url)
-    key = new_key()
+    key = new_session_id()
     store.create(key, SessionRecord({}, time.time() + 60))
     ctx = multiprocessing.get_context("spawn")
     writers = 4
@@ -136,7 +136,7 @@ def test_a_corrupt_record_reads_as_unknown_and_a_corrupt_file_as_unavailable(
 ) -> None:
     path = tmp_path / "c.db"
     store = open_store(f"sqlite:///{path}")
-    key = new_key()
+    key = new_session_id()
     store.create(key, SessionRecord({"a": 1}, time.time() + 60))
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE cloudsessions SET data = 'not json'")
@@ -146,4 +146,4 @@ def test_a_corrupt_record_reads_as_unknown_and_a_corrupt_file_as_unavailable(
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreUnavailable):
-        open_store(f"sqlite:///{garbage}").load(new_key())
+        open_store(f"sqlite:///{garbage}").load(new_session_id())

@@ -11,7 +11,7 @@ from tests.services.dynamodb_local import dynamodb_local
 
 from benchmarks.harness import Target
 from cloudsessions import open_store
-from cloudsessions.record import Changes, StoredRecord
+from cloudsessions.record import Changes, EncodedRecord
 
 REGION = "us-east-1"
 TABLE = "bench_sessions"
@@ -44,7 +44,7 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
             },
         )["Item"]
 
-    def raw_create(rid: str, record: StoredRecord) -> object:
+    def raw_create(rid: str, record: EncodedRecord) -> object:
         item = {
             "id": {"S": rid},
             "data": {"M": {f: {"S": v} for f, v in record.fields.items()}},

@@ -20,7 +20,7 @@ from tests.backends.firestore import PROJECT, emulator_host
 
 from benchmarks.harness import Target
 from cloudsessions import open_store
-from cloudsessions.record import Changes, StoredRecord
+from cloudsessions.record import Changes, EncodedRecord
 from cloudsessions.stores.firestore import FirestoreStore
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,13 +31,13 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
     host = emulator_host(services)
     store = open_store(f"firestore://{PROJECT}/bench?emulator_host={host}")
     assert isinstance(store, FirestoreStore)
-    client, collection = store._sync()
-    retry, timeout = store._retry, store.timeout
+    client = store._sync.get()
+    collection, rpc = client.collection(*store.path), store._rpc
 
     def raw_load(rid: str) -> object:
-        return collection.document(rid).get(retry=retry, timeout=timeout).to_dict()
+        return collection.document(rid).get(**rpc).to_dict()
 
-    def raw_create(rid: str, record: StoredRecord) -> object:
+    def raw_create(rid: str, record: EncodedRecord) -> object:
         expires = round(record.expires_at * 1_000_000)
         document: dict[str, Any] = {
             "d": record.fields,
@@ -46,7 +46,7 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
             "expires_us": expires,
             "user_id": record.user_id,
         }
-        return collection.document(rid).create(document, retry=retry, timeout=timeout)
+        return collection.document(rid).create(document, **rpc)
 
     def raw_save(
         rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
@@ -63,10 +63,10 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
         updates["expires_us"] = firestore.Minimum(expires)
         updates["keys"] = firestore.ArrayUnion(list(changes.set_fields))
         batch.update(ref, updates)
-        return batch.commit(retry=retry, timeout=timeout)
+        return batch.commit(**rpc)
 
     def raw_delete(rid: str) -> object:
-        return collection.document(rid).delete(retry=retry, timeout=timeout)
+        return collection.document(rid).delete(**rpc)
 
     try:
         yield Target(store, raw_load, raw_create, raw_save, raw_delete)

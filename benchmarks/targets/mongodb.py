@@ -15,7 +15,7 @@ from tests.services.secantus import secantus
 
 from benchmarks.harness import Target
 from cloudsessions import open_store
-from cloudsessions.record import Changes, StoredRecord
+from cloudsessions.record import Changes, EncodedRecord
 from cloudsessions.stores.mongodb import MongoDBStore
 
 _PROJECTION = {"_id": 0, "d": 1, "expires_at": 1, "user_id": 1}
@@ -34,7 +34,7 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
     def raw_load(rid: str) -> object:
         return coll.find_one({"_id": rid}, _PROJECTION)
 
-    def raw_create(rid: str, record: StoredRecord) -> object:
+    def raw_create(rid: str, record: EncodedRecord) -> object:
         doc = {
             "_id": rid,
             "d": record.fields,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmarks.harness import Target
 from cloudsessions import open_store
-from cloudsessions.record import Changes, StoredRecord
+from cloudsessions.record import Changes, EncodedRecord
 
 
 @contextlib.contextmanager
@@ -29,7 +29,7 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
         ).fetchone()
         return json.loads(row[0])
 
-    def raw_create(rid: str, record: StoredRecord) -> object:
+    def raw_create(rid: str, record: EncodedRecord) -> object:
         return conn.execute(
             f"INSERT INTO {table} (id, data, expires_at, user_id) VALUES (?, ?, ?, ?)",
             (rid, json.dumps(record.fields), record.expires_at, record.user_id),

@@ -9,10 +9,10 @@ from .errors import (
     SessionValueError,
     StoreUnavailable,
 )
-from .keys import is_valid_key, new_key, record_id
 from .record import CheckResult, SessionInfo, SessionRecord
-from .store import Store
-from .urls import DEFAULT_STORE_URL, StoreURL, open_store, shared_store
+from .registry import DEFAULT_STORE_URL, open_store, shared_store
+from .session_ids import is_valid_session_id, new_session_id, record_id
+from .store import Store, StoreURL
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -28,8 +28,8 @@ __all__ = [
     "Store",
     "StoreURL",
     "StoreUnavailable",
-    "is_valid_key",
-    "new_key",
+    "is_valid_session_id",
+    "new_session_id",
     "open_store",
     "record_id",
     "shared_store",

@@ -32,10 +32,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
+from .policy import Cookie, Policy, check_refresh_after
+from .registry import default_store_url, shared_store
 from .server_session import ServerSession
-from .session import Cookie, Policy, SessionState, check_refresh_after
+from .session import SessionState
 from .store import Store
-from .urls import default_store_url, shared_store
 
 DEFAULT_MAX_AGE = 14 * 24 * 60 * 60  # Starlette's default: 14 days, in seconds
 
@@ -193,11 +194,11 @@ class SessionMiddleware:
         if session.accessed or action is not Cookie.KEEP:
             headers.add_vary_header("Cookie")
         if action is Cookie.SET:
-            assert state.key is not None
+            assert state.session_id is not None
             max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
             headers.append(
                 "Set-Cookie",
-                f"{self.session_cookie}={state.key}; path={self.path}; "
+                f"{self.session_cookie}={state.session_id}; path={self.path}; "
                 f"{max_age}{self.security_flags}",
             )
         elif action is Cookie.DELETE:

@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import ops
+from . import admin
 from .errors import CloudSessionsError
-from .urls import DEFAULT_STORE_URL, open_store
+from .registry import DEFAULT_STORE_URL, open_store
 
 FRAMEWORKS = ("django", "flask", "asgi")
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--store", default=DEFAULT_STORE_URL, help="store URL (default: %(default)s)")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
-    ops.add_parsers(sub, store_required=True)
+    admin.add_parsers(sub, store_required=True)
     return parser
 
 
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     try:
-        return ops.run(store, args, sys.stdout, ops.ask)
+        return admin.run(store, args, sys.stdout, admin.ask)
     finally:
         store.close()
 

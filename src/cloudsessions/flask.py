@@ -44,10 +44,11 @@ from werkzeug.exceptions import InternalServerError
 
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
+from .policy import Cookie, Policy, Values, check_refresh_after
+from .registry import default_store_url, shared_store
 from .server_session import ServerSession
-from .session import Cookie, Policy, SessionState, Values, check_refresh_after
+from .session import SessionState
 from .store import Store
-from .urls import default_store_url, shared_store
 
 if TYPE_CHECKING:
     from flask.wrappers import Request
@@ -217,12 +218,12 @@ class CloudSessionInterface(SessionInterface):
             response.delete_cookie(name, **cookie_flags)
             response.vary.add("Cookie")
         elif action is Cookie.SET:
-            assert state.key is not None and state.expires_at is not None
+            assert state.session_id is not None and state.expires_at is not None
             # A permanent session's cookie expires with its record, never later; any other
             # gets a browser-session cookie (its record still expires after
             # PERMANENT_SESSION_LIFETIME).
             expires = datetime.fromtimestamp(state.expires_at, UTC) if session.permanent else None
-            response.set_cookie(name, state.key, expires=expires, **cookie_flags)
+            response.set_cookie(name, state.session_id, expires=expires, **cookie_flags)
             response.vary.add("Cookie")
 
     def unavailable(self, error: InternalServerError) -> Response | InternalServerError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +16,9 @@ class SessionRecord:
     # Keys of `data` kept as counters (see Store.increment): ints the store adds to in place.
     counters: frozenset[str] = frozenset()
 
-    def is_expired(self, now: float | None = None) -> bool:
-        return self.expires_at <= (time.time() if now is None else now)
-
 
 @dataclass(slots=True)
-class StoredRecord:
+class EncodedRecord:
     """One session as a store keeps it: encoded fields (see codec), expiry, and owner.
 
     `fields` hold JSON text; `counters` are fields of the same namespace that the store

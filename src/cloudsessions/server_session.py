@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import keys
+from . import session_ids
 from .session import SessionState
 
 
@@ -30,13 +30,17 @@ class ServerSession:
     @property
     def sid(self) -> str | None:
         """The session id (the cookie value); None for a session not written yet."""
-        return self._state.key if self._state is not None else None
+        return self._state.session_id if self._state is not None else None
 
     @property
     def record_id(self) -> str | None:
         """The id the record is stored under (a hash of the session id): safe to show or log."""
         key = self.sid
-        return keys.record_id(key) if key is not None and keys.is_valid_key(key) else None
+        return (
+            session_ids.record_id(key)
+            if key is not None and session_ids.is_valid_session_id(key)
+            else None
+        )
 
     def regenerate(self) -> None:
         """A new session id for the same data, e.g. at login (defeats session fixation).

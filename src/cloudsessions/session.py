@@ -28,18 +28,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import codec, keys, steps
+from . import codec, session_ids, steps
 from .errors import (
-    ConfigurationError,
     SessionExists,
     SessionGone,
     SessionValueError,
     StoreUnavailable,
 )
+from .policy import Cookie, Policy
 from .record import SessionRecord
 from .steps import Steps, adrive, drive
 from .store import Store
@@ -51,77 +50,6 @@ T = TypeVar("T")
 # A fresh 165-bit id is never taken; a store that keeps saying "exists" is broken, and
 # looping on it forever would hang the request.
 MAX_CREATE_ATTEMPTS = 5
-
-
-class Cookie(Enum):
-    """What the response does with the session cookie, as far as the store is concerned."""
-
-    KEEP = "keep"  # no Set-Cookie header needed
-    SET = "set"  # (re)send the session id: the record was written
-    DELETE = "delete"  # expire the cookie in the browser: this request ended the session
-
-
-class Values:
-    """How a front door's session values become JSON values in the store, and back.
-
-    The default keeps JSON values as they are (Django's and Starlette's sessions hold JSON);
-    Flask's front door swaps in Flask's tagged JSON.
-    """
-
-    name = "JSON"
-
-    def dump(self, value: Any) -> Any:
-        return value
-
-    def load(self, value: Any) -> Any:
-        return value
-
-
-JSON_VALUES = Values()
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """One front door's configuration of the lifecycle.
-
-    Every write sets the record's expiry to now + `lifetime` (Django passes its own expiry).
-    A request that changes nothing writes only when a refresh is due: when more than
-    `refresh_after` (a fraction of the lifetime) has passed since the expiry was last set.
-    With 0.1 and a 14-day lifetime an active session costs one extra write every 1.4 days
-    and survives at least 12.6 days of inactivity; 0 refreshes on every request (one write
-    each); None never refreshes, so a session expires `lifetime` after its last change
-    however often it is read.
-
-    `user_id_key` names the session key recorded as the record's user id; with
-    `rotate_on_user_change` a change of that value (a login, a logout, another user) moves
-    the session to a new id, whatever the application calls, which closes session fixation.
-    """
-
-    lifetime: float
-    refresh_after: float | None = 0.1
-    user_id_key: str | None = None
-    rotate_on_user_change: bool = True
-    values: Values = field(default=JSON_VALUES)
-
-    def refresh_due(self, expires_at: float | None, now: float) -> bool:
-        if self.refresh_after is None or expires_at is None:
-            return False
-        return expires_at - now < self.lifetime * (1.0 - self.refresh_after)
-
-    def user_id(self, data: Mapping[str, Any]) -> str | None:
-        if self.user_id_key is None:
-            return None
-        value = data.get(self.user_id_key)
-        return None if value is None else str(value)
-
-
-def check_refresh_after(value: object, name: str) -> float | None:
-    """Validate a refresh fraction from configuration; `name` is the setting to fix."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ConfigurationError(f"{name} must be a number from 0 to 1 or None, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,18 +71,19 @@ class SessionState:
     an argument, so this class never needs to know the framework.
     """
 
-    def __init__(self, store: Store, policy: Policy, key: str | None = None) -> None:
+    def __init__(self, store: Store, policy: Policy, session_id: str | None = None) -> None:
         self.store = store
         self.policy = policy
-        self.ask(key)
+        self.ask(session_id)
 
-    def ask(self, key: str | None) -> None:
+    def ask(self, session_id: str | None) -> None:
         """Start over with the session id the browser (or the caller) named; nothing is read."""
         # The id of this session: the one asked for until a load finds no record, then None
         # until a new session is first written.
-        self.key = key
+        self.session_id = session_id
         # The id the browser sent, if it had the shape of one (live or not).
-        self.cookie_key = key if keys.is_valid_key(key) else None
+        valid = session_ids.is_valid_session_id(session_id)
+        self.cookie_session_id = session_id if valid else None
         self.new = True
         self.expires_at: float | None = None
         # JSON of each value as last loaded or written: what a write diffs against.
@@ -167,7 +96,7 @@ class SessionState:
         self._ended: list[str] = []
         # The id regenerate() replaced: retired once the new record exists (see retire()).
         self._retiring: str | None = None
-        # True while self.key is a fresh id that the store does not hold yet.
+        # True while self.session_id is a fresh id that the store does not hold yet.
         self._unsaved = False
         # The record vanished under us (logged out elsewhere): write nothing more.
         self.gone = False
@@ -179,8 +108,8 @@ class SessionState:
 
     @property
     def stored(self) -> bool:
-        """The store holds a live record under self.key, as far as this request knows."""
-        return self.key is not None and not self._unsaved and not self.new and not self.gone
+        """The store holds a live record under self.session_id, as far as this request knows."""
+        return self.session_id is not None and not self._unsaved and not self.new and not self.gone
 
     def run(self, plan: Steps[T]) -> T:
         return drive(self.store, plan)
@@ -206,13 +135,13 @@ class SessionState:
         return await state.arun(state.load()), state
 
     def load(self) -> Steps[dict[str, Any]]:
-        """The data of self.key's live record, or {} (and self.key None) if there is none."""
+        """The data of the live record, or {} (and session_id None) if there is none."""
         # No id, no round trip; a malformed one costs none either (Store.load checks).
-        record = (yield steps.load(self.key)) if self.key else None
+        record = (yield steps.load(self.session_id)) if self.session_id else None
         self._end_current(keep=False)
         self._unsaved = self.gone = False
         if record is None:
-            self.key, self.new = None, True
+            self.session_id, self.new = None, True
             return {}
         values = self.policy.values
         data = {k: values.load(v) for k, v in record.data.items()}
@@ -227,10 +156,10 @@ class SessionState:
 
     def regenerate(self) -> None:
         """Move the data to a new id at the next write; the old id is retired after it."""
-        if self.key is not None and not self._unsaved and self._retiring is None:
-            self._retiring = self.key
+        if self.session_id is not None and not self._unsaved and self._retiring is None:
+            self._retiring = self.session_id
         self._end_current(keep=False)
-        self.key, self._unsaved = keys.new_key(), True
+        self.session_id, self._unsaved = session_ids.new_session_id(), True
 
     def end(self) -> None:
         """The session was cleared: delete its record; anything set later gets a new id."""
@@ -238,7 +167,7 @@ class SessionState:
             self._ended.append(self._retiring)
             self._retiring = None
         self._end_current()
-        self.key, self._unsaved = None, False
+        self.session_id, self._unsaved = None, False
 
     def retire(self) -> Steps[None]:
         """End the id that regenerate() replaced, now, and only if it is still live.
@@ -264,10 +193,10 @@ class SessionState:
             self._ended.pop(0)
 
     def _end_current(self, keep: bool = True) -> None:
-        # A key asked for but not loaded yet (Django's flush() without a read) is deleted
+        # An id asked for but not loaded yet (Django's flush() without a read) is deleted
         # too: deleting an unknown id is harmless, keeping a live one is not.
-        if keep and self.key is not None and not self._unsaved:
-            self._ended.append(self.key)
+        if keep and self.session_id is not None and not self._unsaved:
+            self._ended.append(self.session_id)
         self._stored, self.expires_at, self._user = {}, None, None
         self._counters = set()
 
@@ -292,12 +221,12 @@ class SessionState:
                 self.end()
             ended = bool(self._ended)
             yield from self.delete_ended()
-            self.key, self._unsaved = None, False
+            self.session_id, self._unsaved = None, False
             # Only a session this request ended loses its cookie. A cookie that named no live
             # session is left alone: a concurrent login may just have replaced it, and
             # deleting it would log that browser out. It costs one read per request until
             # the browser gets a new id, and nothing at all if it is malformed.
-            return Cookie.DELETE if ended and self.cookie_key else Cookie.KEEP
+            return Cookie.DELETE if ended and self.cookie_session_id else Cookie.KEEP
         touch = self.policy.refresh_due(self.expires_at, now)
         try:
             yield from self._write(
@@ -316,13 +245,13 @@ class SessionState:
         or only the expiry. `must_create` creates under the current id and raises
         SessionExists if it is taken. A record ended elsewhere raises SessionGone.
         """
-        exact = must_create and self.key is not None
+        exact = must_create and self.session_id is not None
         yield from self._write(self._encode(data), expires_at, touch=not self.wrote, exact=exact)
 
     def create(self, data: Mapping[str, Any], expires_at: float) -> Steps[None]:
         """Store the data under a fresh id (Django's create()); the current id is dropped."""
         enc = self._encode(data)
-        self.key, self._unsaved = None, False
+        self.session_id, self._unsaved = None, False
         yield from self._create(enc, expires_at)
 
     def increment(
@@ -341,19 +270,19 @@ class SessionState:
         enc = self._encode(data)
         self._rotate_if_user_changed(enc)
         yield from self.delete_ended()
-        if self.key is None or self._unsaved:
+        if self.session_id is None or self._unsaved:
             yield from self._create(enc, expires_at)
             yield from self._retire_after_create()
         elif self._stored.get(name) != enc.texts.get(name):
             # A value this request assigned (or removed) reaches the store first.
             yield from self._save(enc, [name], expires_at)
-        assert self.key is not None
+        assert self.session_id is not None
         # The store starts a field that is not a counter yet from `base`: the plain integer
         # the session holds.
         value = data.get(name)
         base = value if type(value) is int and name not in self._counters else 0
         try:
-            result = yield steps.increment(self.key, name, delta, expires_at, base)
+            result = yield steps.increment(self.session_id, name, delta, expires_at, base)
         except SessionGone:
             self._lost()
             raise
@@ -384,7 +313,7 @@ class SessionState:
         if not exact:
             self._rotate_if_user_changed(enc)
         yield from self.delete_ended()
-        if exact or self.key is None or self._unsaved or self.new:
+        if exact or self.session_id is None or self._unsaved or self.new:
             yield from self._create(enc, expires_at, exact=exact)
             yield from self._retire_after_create()
             return
@@ -406,35 +335,35 @@ class SessionState:
         try:
             yield from self.retire()
         except SessionGone:
-            assert self.key is not None
-            yield steps.delete(self.key)
-            self.key, self.new, self.created = None, True, False
+            assert self.session_id is not None
+            yield steps.delete(self.session_id)
+            self.session_id, self.new, self.created = None, True, False
             raise
 
     def _create(self, enc: _Encoded, expires_at: float, *, exact: bool = False) -> Steps[None]:
         record = SessionRecord(enc.values, expires_at, enc.user)
         # A regenerated id may already be in the view's hands (Django's session_key): use it.
-        key = self.key if exact or self._unsaved else None
+        wanted = self.session_id if exact or self._unsaved else None
         for _ in range(MAX_CREATE_ATTEMPTS):
-            candidate = key or keys.new_key()
+            candidate = wanted or session_ids.new_session_id()
             try:
                 yield steps.create(candidate, record)
             except SessionExists:
                 if exact:
                     raise
-                key = None
+                wanted = None
                 continue
-            self.key, self._unsaved, self.new, self.gone = candidate, False, False, False
+            self.session_id, self._unsaved, self.new, self.gone = candidate, False, False, False
             self._stored, self._counters, self._user = dict(enc.texts), set(), enc.user
             self.expires_at, self.wrote, self.created = expires_at, True, True
             return
         raise SessionExists(f"no free session id after {MAX_CREATE_ATTEMPTS} attempts")
 
     def _save(self, enc: _Encoded, changed: list[str], expires_at: float) -> Steps[None]:
-        assert self.key is not None
+        assert self.session_id is not None
         record = SessionRecord(enc.values, expires_at, enc.user)
         try:
-            yield steps.save(self.key, record, changed)
+            yield steps.save(self.session_id, record, changed)
         except SessionGone:
             self._lost()
             raise
@@ -463,9 +392,9 @@ class SessionState:
     def discard_created(self) -> Steps[None]:
         """Delete the record this request created, when its id will never reach the browser
         (the response failed); otherwise nothing could ever name it until it expires."""
-        if self.created and self.key is not None:
+        if self.created and self.session_id is not None:
             self.created = False
-            yield steps.delete(self.key)
+            yield steps.delete(self.session_id)
 
     def _lost(self) -> None:
         # Never resurrect a session ended elsewhere (logout, revocation, expiry).

@@ -35,24 +35,24 @@ class Call:
 Steps = Generator[Call, Any, T]
 
 
-def load(key: str) -> Call:
-    return Call("load", (key,))
+def load(session_id: str) -> Call:
+    return Call("load", (session_id,))
 
 
-def delete(key: str) -> Call:
-    return Call("delete", (key,))
+def delete(session_id: str) -> Call:
+    return Call("delete", (session_id,))
 
 
-def create(key: str, record: SessionRecord) -> Call:
-    return Call("create", (key, record))
+def create(session_id: str, record: SessionRecord) -> Call:
+    return Call("create", (session_id, record))
 
 
-def save(key: str, record: SessionRecord, changed: list[str]) -> Call:
-    return Call("save", (key, record, changed))
+def save(session_id: str, record: SessionRecord, changed: list[str]) -> Call:
+    return Call("save", (session_id, record, changed))
 
 
-def increment(key: str, name: str, delta: int, expires_at: float, base: int) -> Call:
-    return Call("increment", (key, name, delta), {"expires_at": expires_at, "base": base})
+def increment(session_id: str, name: str, delta: int, expires_at: float, base: int) -> Call:
+    return Call("increment", (session_id, name, delta), {"expires_at": expires_at, "base": base})
 
 
 class _Feed(Generic[T]):

@@ -14,9 +14,9 @@ from typing import Any
 
 import grpc
 
-from cloudsessions import SessionRecord, new_key, open_store
+from cloudsessions import SessionRecord, new_session_id, open_store
+from cloudsessions.store import StoreURL
 from cloudsessions.stores.firestore import CHANNEL_OPTIONS, FirestoreStore
-from cloudsessions.urls import StoreURL
 from tests.services.firestore_emulator import firestore_emulator
 from tests.stores import RoundTrips, unique_name
 
@@ -51,7 +51,7 @@ def warm_up(host: str) -> None:
     """One read and one write with a long timeout: a fresh emulator's JVM takes seconds
     over its first calls, which would trip the stores' few-second bounds under test."""
     store = open_store(f"firestore://{PROJECT}/warm-up?emulator_host={host}&timeout=60")
-    key = new_key()
+    key = new_session_id()
     store.load(key)
     store.create(key, SessionRecord({}, time.time() + 60))
     store.delete(key)

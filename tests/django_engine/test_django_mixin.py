@@ -9,7 +9,7 @@ from django.test import SimpleTestCase, override_settings
 from sessions_tests.tests import SessionTestsMixin
 
 from cloudsessions.django.engine import SessionStore
-from cloudsessions.urls import close_shared_stores
+from cloudsessions.registry import close_shared_stores
 from tests import stores
 
 

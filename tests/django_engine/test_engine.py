@@ -13,17 +13,16 @@ import pytest
 from django.core import checks, management
 from django.test import override_settings
 
-from cloudsessions import SessionRecord, new_key, open_store
+from cloudsessions import SessionRecord, new_session_id, open_store
 from cloudsessions.django.engine import SessionStore
-from tests import stores
 from tests.stores import Instrumented
 
 
 @pytest.fixture
-def on_store(instrumented: Instrumented) -> Iterator[Instrumented]:
-    instrumented.store.provision()
-    with override_settings(CLOUDSESSIONS={"STORE": instrumented.store}):
-        yield instrumented
+def on_store(on_store: Instrumented) -> Iterator[Instrumented]:
+    """conftest's provisioned store, as the store of the Django settings."""
+    with override_settings(CLOUDSESSIONS={"STORE": on_store.store}):
+        yield on_store
 
 
 def test_concurrent_requests_changing_different_keys_both_survive(on_store: Instrumented) -> None:
@@ -72,14 +71,14 @@ def test_a_value_assigned_before_an_increment_is_the_one_incremented(
     assert SessionStore(session.session_key)["views"] == 101
 
 
-def test_clearsessions_purges_expired_sessions(on_store: Instrumented, store_name: str) -> None:
+def test_clearsessions_purges_expired_sessions(on_store: Instrumented) -> None:
     store = on_store.store
-    old, fresh = new_key(), new_key()
+    old, fresh = new_session_id(), new_session_id()
     store.create(old, SessionRecord({"x": 1}, 1.0))
     store.create(fresh, SessionRecord({"x": 2}, 4e9))
     management.call_command("clearsessions")
     assert store.load(fresh) is not None
-    if not getattr(stores.backend(store_name), "PURGE_BY_TTL", False):
+    if not on_store.purges_by_ttl:
         assert store.purge_expired() == 0, "clearsessions already removed the expired one"
 
 
@@ -94,7 +93,7 @@ def test_management_command_shares_the_cli_operations(tmp_path: Path) -> None:
         management.call_command("cloudsessions", "check", stdout=out)
         assert "FAIL" not in out.getvalue()
         store = open_store(url)
-        store.create(new_key(), SessionRecord({}, 1.0))
+        store.create(new_session_id(), SessionRecord({}, 1.0))
         out = StringIO()
         management.call_command("cloudsessions", "purge", "--batch-size", "10", stdout=out)
         assert "removed 1 expired session(s) from" in out.getvalue()

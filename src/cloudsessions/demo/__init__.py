@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..urls import open_store
+from ..registry import open_store
 
 
 def serve(framework: str, store_url: str, host: str, port: int) -> int:

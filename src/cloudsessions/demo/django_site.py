@@ -9,7 +9,7 @@ from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from ..django.engine import SessionStore
-from ..keys import is_valid_key, record_id
+from ..session_ids import is_valid_session_id, record_id
 from . import page
 
 
@@ -49,7 +49,7 @@ def logout(request: HttpRequest) -> HttpResponse:
 
 
 def _fingerprint(key: str | None) -> str:
-    return record_id(key)[:12] if key and is_valid_key(key) else "-"
+    return record_id(key)[:12] if key and is_valid_session_id(key) else "-"
 
 
 urlpatterns = [path("", home), path("login", login), path("logout", logout)]

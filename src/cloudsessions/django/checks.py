@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from ..errors import ConfigurationError
-from ..urls import open_store
+from ..registry import open_store
 from .conf import SETTING, Config
 
 

@@ -11,8 +11,8 @@ from django.dispatch import receiver
 
 from ..errors import ConfigurationError
 from ..outage import DEFAULT_RETRY_AFTER, check_retry_after
+from ..registry import default_store_url, shared_store
 from ..store import Store
-from ..urls import default_store_url, shared_store
 
 SETTING = "CLOUDSESSIONS"
 KNOWN = {"STORE", "OPTIONS", "USER_ID_KEY", "ROTATE_ON_LOGIN", "RETRY_AFTER"}

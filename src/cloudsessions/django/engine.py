@@ -21,9 +21,10 @@ from typing import Any
 
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
-from .. import keys
+from .. import session_ids
 from ..errors import SessionExists, SessionGone
-from ..session import Policy, SessionState
+from ..policy import Policy
+from ..session import SessionState
 from ..store import Store
 from .conf import config
 
@@ -62,11 +63,11 @@ class SessionStore(SessionBase):
     # The session id is the core's: Django's validation (8+ characters) on assignment.
     @property
     def session_key(self) -> str | None:
-        return self._core.key
+        return self._core.session_id
 
     @property
     def _session_key(self) -> str | None:
-        return self._core.key
+        return self._core.session_id
 
     @_session_key.setter
     def _session_key(self, value: str | None) -> None:
@@ -74,10 +75,10 @@ class SessionStore(SessionBase):
         self._core.ask(value if valid else None)
 
     def _get_new_session_key(self) -> str:
-        return keys.new_key()
+        return session_ids.new_session_id()
 
     async def _aget_new_session_key(self) -> str:
-        return keys.new_key()
+        return session_ids.new_session_id()
 
     def _expires_at(self, data: Mapping[str, Any]) -> float:
         # Aware datetimes convert exactly; naive ones (USE_TZ=False) are local time, which

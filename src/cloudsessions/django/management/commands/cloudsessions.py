@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from .... import ops
-from ....urls import open_store
+from .... import admin
+from ....registry import open_store
 from ...conf import config
 
 
@@ -19,13 +19,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="command", required=True, metavar="OPERATION")
-        ops.add_parsers(sub, store_required=False)
+        admin.add_parsers(sub, store_required=False)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options.get("store"):
             with contextlib.closing(open_store(options["store"])) as store:
-                status = ops.run(store, argparse.Namespace(**options), self.stdout, ops.ask)
+                status = admin.run(store, argparse.Namespace(**options), self.stdout, admin.ask)
         else:
-            status = ops.run(config().store(), argparse.Namespace(**options), self.stdout, ops.ask)
+            status = admin.run(
+                config().store(), argparse.Namespace(**options), self.stdout, admin.ask
+            )
         if status:
             raise CommandError(f"cloudsessions {options['command']} failed", returncode=status)

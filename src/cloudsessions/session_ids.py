@@ -7,21 +7,21 @@ import re
 import secrets
 import string
 
-KEY_ALPHABET = string.ascii_lowercase + string.digits
-KEY_LENGTH = 32  # 32 symbols of 36 = 165 bits of entropy
-MAX_KEY_LENGTH = 64
+ID_ALPHABET = string.ascii_lowercase + string.digits
+ID_LENGTH = 32  # 32 symbols of 36 = 165 bits of entropy
+MAX_ID_LENGTH = 64
 
-_KEY_SHAPE = re.compile(rf"[a-z0-9]{{{KEY_LENGTH},{MAX_KEY_LENGTH}}}")
+_ID_SHAPE = re.compile(rf"[a-z0-9]{{{ID_LENGTH},{MAX_ID_LENGTH}}}")
 
 
-def new_key() -> str:
+def new_session_id() -> str:
     """A fresh session id from the OS's CSPRNG, the same shape Django uses."""
-    return "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
-def is_valid_key(key: object) -> bool:
+def is_valid_session_id(key: object) -> bool:
     """True for a value that may name a session: anything else never reaches a store."""
-    return isinstance(key, str) and _KEY_SHAPE.fullmatch(key) is not None
+    return isinstance(key, str) and _ID_SHAPE.fullmatch(key) is not None
 
 
 def record_id(key: str) -> str:

@@ -1,21 +1,23 @@
 """Store URLs: one string configures a store, e.g. ``sqlite:///sessions.db``.
 
-Stores are imported only when their scheme is used, so a Flask-on-Firestore app never
-imports boto3 or pymongo, and nothing touches the network until the first session call.
+The registry maps URL schemes to store classes: ours below, and any other package's
+through an entry point in the "cloudsessions.stores" group (name: the scheme, value:
+"package.module:StoreClass"). Stores are imported only when their scheme is used, so a
+Flask-on-Firestore app never imports boto3 or pymongo, and nothing touches the network
+until the first session call. Stores sit below this module: they never import it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigurationError
-from .store import Store
+from .store import Store, StoreURL
 
 DEFAULT_STORE_URL = "sqlite:///cloudsessions.sqlite3"
 STORE_ENV = "CLOUDSESSIONS_STORE"
@@ -29,51 +31,41 @@ def default_store_url() -> str:
     return os.environ.get(STORE_ENV) or DEFAULT_STORE_URL
 
 
-# scheme -> (module, class, extra that installs its SDK)
-STORES: dict[str, tuple[str, str, str]] = {
-    "sqlite": ("cloudsessions.stores.sqlite", "SQLiteStore", ""),
-    "dynamodb": ("cloudsessions.stores.dynamodb", "DynamoDBStore", "dynamodb"),
-    "firestore": ("cloudsessions.stores.firestore", "FirestoreStore", "firestore"),
-    "mongodb": ("cloudsessions.stores.mongodb", "MongoDBStore", "mongodb"),
-    "mongodb+srv": ("cloudsessions.stores.mongodb", "MongoDBStore", "mongodb"),
+ENTRY_POINTS = "cloudsessions.stores"
+
+# scheme -> "module:Class" of our own stores; the extra that installs each one's SDK is
+# the module's last name.
+STORES: dict[str, str] = {
+    "sqlite": "cloudsessions.stores.sqlite:SQLiteStore",
+    "dynamodb": "cloudsessions.stores.dynamodb:DynamoDBStore",
+    "firestore": "cloudsessions.stores.firestore:FirestoreStore",
+    "mongodb": "cloudsessions.stores.mongodb:MongoDBStore",
+    "mongodb+srv": "cloudsessions.stores.mongodb:MongoDBStore",
 }
 
 
-@dataclass(frozen=True, slots=True)
-class StoreURL:
-    """A parsed store URL. `path` keeps its leading slash; `query` holds the ?options."""
-
-    raw: str
-    scheme: str
-    netloc: str
-    path: str
-    query: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, url: str) -> StoreURL:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in STORES:
-            known = ", ".join(f"{s}://" for s in STORES)
-            raise ConfigurationError(
-                f"unknown store URL scheme in {url!r}: expected one of {known}"
-            )
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        return cls(url, scheme, parts.netloc, unquote(parts.path), query)
+def registered() -> dict[str, str]:
+    """Every known scheme -> "module:Class": ours, then other packages' entry points."""
+    found = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)}
+    return {**found, **STORES}  # a package cannot take over one of our schemes
 
 
-def _store_class(scheme: str) -> type[Store]:
-    module_name, class_name, extra = STORES[scheme]
+def store_class(scheme: str) -> type[Store]:
+    stores = registered()
+    if scheme not in stores:
+        known = ", ".join(f"{s}://" for s in stores)
+        raise ConfigurationError(f"unknown store URL scheme {scheme}://: expected one of {known}")
+    module_name, _, class_name = stores[scheme].partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("cloudsessions"):
+        if exc.name and module_name.startswith(exc.name):
             raise ConfigurationError(
-                f"the {scheme}:// store is not available in this version of cloudsessions"
+                f"the {scheme}:// store ({module_name}) is not installed"
             ) from exc
-        raise ConfigurationError(
-            f"the {scheme}:// store needs {exc.name}: pip install 'cloudsessions[{extra}]'"
-        ) from exc
+        extra = module_name.rsplit(".", 1)[-1] if scheme in STORES else None
+        install = f"pip install 'cloudsessions[{extra}]'" if extra else f"pip install {exc.name}"
+        raise ConfigurationError(f"the {scheme}:// store needs {exc.name}: {install}") from exc
     cls: type[Store] = getattr(module, class_name)
     return cls
 
@@ -81,10 +73,9 @@ def _store_class(scheme: str) -> type[Store]:
 def open_store(url: str = DEFAULT_STORE_URL, **options: Any) -> Store:
     """A new store for `url`; `options` override the URL's query options."""
     parsed = StoreURL.parse(url)
-    cls = _store_class(parsed.scheme)
-    from_url = getattr(cls, "from_url")  # noqa: B009 - each store defines its own signature
-    store: Store = from_url(parsed, {**parsed.query, **options})
-    return store
+    if not parsed.scheme:
+        raise ConfigurationError(f"store URL {url!r} has no scheme, e.g. sqlite:///sessions.db")
+    return store_class(parsed.scheme).from_url(parsed, {**parsed.query, **options})
 
 
 _shared: dict[tuple[str, tuple[tuple[str, object], ...]], Store] = {}

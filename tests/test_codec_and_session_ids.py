@@ -8,7 +8,7 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloudsessions import codec, keys
+from cloudsessions import codec, session_ids
 
 FIELD_SHAPE = re.compile(r"k[A-Za-z0-9_%-]*")
 
@@ -27,20 +27,20 @@ def test_distinct_keys_get_distinct_fields() -> None:
 
 
 def test_new_keys_are_valid_distinct_and_from_the_whole_alphabet() -> None:
-    made = [keys.new_key() for _ in range(2000)]
-    assert all(keys.is_valid_key(k) and len(k) == keys.KEY_LENGTH for k in made)
+    made = [session_ids.new_session_id() for _ in range(2000)]
+    assert all(session_ids.is_valid_session_id(k) and len(k) == session_ids.ID_LENGTH for k in made)
     assert len(set(made)) == len(made)
     assert set("".join(made)) == set(string.ascii_lowercase + string.digits)
 
 
 def test_record_ids_are_sha256_hex_and_differ_from_the_key() -> None:
-    key = keys.new_key()
-    rid = keys.record_id(key)
+    key = session_ids.new_session_id()
+    rid = session_ids.record_id(key)
     assert re.fullmatch(r"[0-9a-f]{64}", rid) and key not in rid
-    assert rid == keys.record_id(key) != keys.record_id(keys.new_key())
+    assert rid == session_ids.record_id(key) != session_ids.record_id(session_ids.new_session_id())
 
 
 def test_is_valid_key_rejects_non_strings() -> None:
-    assert not keys.is_valid_key(None)
-    assert not keys.is_valid_key(b"a" * 32)
-    assert not keys.is_valid_key(["a" * 32])
+    assert not session_ids.is_valid_session_id(None)
+    assert not session_ids.is_valid_session_id(b"a" * 32)
+    assert not session_ids.is_valid_session_id(["a" * 32])

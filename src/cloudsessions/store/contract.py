@@ -1,32 +1,36 @@
-"""The Store contract: what every store does, sync and async, tested once for all.
+"""The Store contract: what every store does, sync and async, tested once for all
+(cloudsessions.testing ships that suite).
 
 Adapters call the public methods with the session id from the cookie. This base class
 validates that id (a value of the wrong shape never reaches a store), hashes it to the
 record id kept at rest, encodes values (see codec), checks the size limit before any
 write and enforces expiry on read. A store implements only the underscore methods, which
-work on record ids and encoded fields; async twins default to the sync method in a worker
-thread and a store with a native async client overrides them.
+work on record ids and encoded fields (see docs/writing-a-store.md).
 
-The async API runs under any event loop anyio supports (asyncio and trio): the SDKs' native
-async clients are asyncio-only, so under any other loop every call takes the sync client in
-a worker thread (anyio's), which is what a store without a native client always does.
+The async API runs under any event loop anyio supports (asyncio and trio). A store with a
+native asyncio client overrides the async twins (_aload, ...) and says when they apply
+(native_async); otherwise, and under any other loop, each call runs the sync method in one
+of anyio's worker threads.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, ClassVar, Self, TypeVar
 
 import anyio.to_thread
 import sniffio
 
-from . import codec, keys
-from .errors import SessionGone, SessionTooLarge
-from .record import Changes, CheckResult, SessionInfo, SessionRecord, StoredRecord
+from .. import codec, session_ids
+from ..errors import SessionGone, SessionTooLarge
+from ..record import Changes, CheckResult, EncodedRecord, SessionInfo, SessionRecord
+from .translate import ErrorKind, translated
+from .url import StoreURL
 
 logger = logging.getLogger("cloudsessions")
 
@@ -41,34 +45,46 @@ RECORD_OVERHEAD = 512
 
 class Store(abc.ABC):
     kind: ClassVar[str]
+    """The name in messages and errors, e.g. "sqlite"."""
     default_max_record_bytes: ClassVar[int]
+    """The store's own item limit: the most a session may take, encoded."""
+    error_kinds: ClassVar[tuple[ErrorKind, ...]] = ()
+    """Which SDK errors become which of ours, applied by _errors()."""
 
     def __init__(self, *, max_record_bytes: int | None = None) -> None:
         limit = self.default_max_record_bytes
         self.max_record_bytes = min(max_record_bytes, limit) if max_record_bytes else limit
 
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: StoreURL, options: Mapping[str, Any]) -> Self:
+        """The store `url` names; `options` are the URL's query merged with given options.
+
+        Parse them with cloudsessions.store.parse_options into the store's options class.
+        """
+
     # ----------------------------------------------------------------- public (sync)
 
-    def load(self, key: str) -> SessionRecord | None:
-        """The live record for `key`, or None (unknown, expired or malformed). Never writes."""
-        if not keys.is_valid_key(key):
+    def load(self, session_id: str) -> SessionRecord | None:
+        """The live record of `session_id`, or None (unknown, expired, malformed); no write."""
+        if not session_ids.is_valid_session_id(session_id):
             return None
-        return self._decode(self._load(keys.record_id(key)))
+        return self._decode(self._load(session_ids.record_id(session_id)))
 
-    def create(self, key: str, record: SessionRecord) -> None:
+    def create(self, session_id: str, record: SessionRecord) -> None:
         """Insert only if absent; raises SessionExists if the id is taken."""
-        self._create(_rid_for_write(key), self._encode(record))
+        self._create(_rid_for_write(session_id), self._encode(record))
 
-    def save(self, key: str, record: SessionRecord, changed: Iterable[str]) -> None:
+    def save(self, session_id: str, record: SessionRecord, changed: Iterable[str]) -> None:
         """Write the `changed` keys of a live record (absent from record.data = removed).
 
         Raises SessionGone if the record was deleted or has expired: never re-creates it.
         """
-        rid, changes = self._prepare_save(key, record, changed)
+        rid, changes = self._prepare_save(session_id, record, changed)
         self._save(rid, changes, record.expires_at, record.user_id, time.time())
 
     def increment(
-        self, key: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
+        self, session_id: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
     ) -> int:
         """Atomically add `delta` to the counter `name` of a live record; returns the new value.
 
@@ -77,13 +93,13 @@ class Store(abc.ABC):
         If `name` is not a counter yet (absent, or a plain value written by a save), it
         becomes one worth base + delta: pass the plain integer you loaded as `base`.
         """
-        rid, field = self._prepare_increment(key, name)
+        rid, field = self._prepare_increment(session_id, name)
         return self._increment(rid, field, delta, base, expires_at, time.time())
 
-    def delete(self, key: str) -> None:
+    def delete(self, session_id: str) -> None:
         """Remove the record; idempotent."""
-        if keys.is_valid_key(key):
-            self._delete(keys.record_id(key))
+        if session_ids.is_valid_session_id(session_id):
+            self._delete(session_ids.record_id(session_id))
 
     def purge_expired(self, *, batch_size: int = 500, progress: Progress | None = None) -> int:
         """Remove expired records in batches; returns how many (0 where the store's TTL does it)."""
@@ -96,34 +112,38 @@ class Store(abc.ABC):
 
     def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of one user except `keep` (a session id); returns the count."""
-        keep_rid = keys.record_id(keep) if keep and keys.is_valid_key(keep) else None
+        keep_rid = (
+            session_ids.record_id(keep) if keep and session_ids.is_valid_session_id(keep) else None
+        )
         return self._delete_for_user(str(user_id), keep_rid)
 
     # ---------------------------------------------------------------- public (async)
 
-    async def aload(self, key: str) -> SessionRecord | None:
-        if not keys.is_valid_key(key):
+    async def aload(self, session_id: str) -> SessionRecord | None:
+        if not session_ids.is_valid_session_id(session_id):
             return None
-        return self._decode(await self._native(self._aload, self._load, keys.record_id(key)))
+        rid = session_ids.record_id(session_id)
+        return self._decode(await self._native(self._aload, self._load, rid))
 
-    async def acreate(self, key: str, record: SessionRecord) -> None:
-        await self._native(self._acreate, self._create, _rid_for_write(key), self._encode(record))
+    async def acreate(self, session_id: str, record: SessionRecord) -> None:
+        rid, encoded = _rid_for_write(session_id), self._encode(record)
+        await self._native(self._acreate, self._create, rid, encoded)
 
-    async def asave(self, key: str, record: SessionRecord, changed: Iterable[str]) -> None:
-        rid, changes = self._prepare_save(key, record, changed)
+    async def asave(self, session_id: str, record: SessionRecord, changed: Iterable[str]) -> None:
+        rid, changes = self._prepare_save(session_id, record, changed)
         args = (rid, changes, record.expires_at, record.user_id, time.time())
         await self._native(self._asave, self._save, *args)
 
     async def aincrement(
-        self, key: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
+        self, session_id: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
     ) -> int:
-        rid, field = self._prepare_increment(key, name)
+        rid, field = self._prepare_increment(session_id, name)
         args = (rid, field, delta, base, expires_at, time.time())
         return await self._native(self._aincrement, self._increment, *args)
 
-    async def adelete(self, key: str) -> None:
-        if keys.is_valid_key(key):
-            await self._native(self._adelete, self._delete, keys.record_id(key))
+    async def adelete(self, session_id: str) -> None:
+        if session_ids.is_valid_session_id(session_id):
+            await self._native(self._adelete, self._delete, session_ids.record_id(session_id))
 
     async def apurge_expired(
         self, *, batch_size: int = 500, progress: Progress | None = None
@@ -137,11 +157,12 @@ class Store(abc.ABC):
     async def adelete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         return await in_thread(functools.partial(self.delete_for_user, user_id, keep=keep))
 
-    @staticmethod
-    async def _native(native: Callable[..., Awaitable[T]], sync: Callable[..., T], *args: Any) -> T:
-        # The SDKs' async clients need asyncio; under trio (or any other loop) the sync
-        # client runs in a worker thread instead.
-        if _on_asyncio():
+    async def _native(
+        self, native: Callable[..., Awaitable[T]], sync: Callable[..., T], *args: Any
+    ) -> T:
+        # The SDKs' async clients need asyncio; under trio (or any other loop), or without a
+        # native client, the sync method runs in a worker thread instead.
+        if self.native_async() and _on_asyncio():
             return await native(*args)
         return await in_thread(functools.partial(sync, *args))
 
@@ -168,15 +189,26 @@ class Store(abc.ABC):
         """A one-line, secret-free description for messages (e.g. 'sqlite file ./x.db')."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections; the store reopens them lazily if used again."""
+        """Release connections (every event loop's too); reopened lazily if used again."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release the running event loop's async client (e.g. at ASGI lifespan shutdown)."""
+
+    def native_async(self) -> bool:
+        """True if the async twins below apply (a native asyncio client); else worker threads."""
+        return False
+
+    def _errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Raise the block's SDK errors as ours, by the store's error_kinds."""
+        return translated(self.error_kinds, self, what)
 
     # ------------------------------------------------------- what a store implements
 
     @abc.abstractmethod
-    def _load(self, rid: str) -> StoredRecord | None: ...
+    def _load(self, rid: str) -> EncodedRecord | None: ...
 
     @abc.abstractmethod
-    def _create(self, rid: str, record: StoredRecord) -> None: ...
+    def _create(self, rid: str, record: EncodedRecord) -> None: ...
 
     @abc.abstractmethod
     def _save(
@@ -202,46 +234,44 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _delete_for_user(self, user_id: str, keep_rid: str | None) -> int: ...
 
-    def record_size(self, record: StoredRecord) -> int:
+    def record_size(self, record: EncodedRecord) -> int:
         """Bytes the store will count against its item limit; stores refine it."""
         return codec.encoded_size(record.fields) + 8 * len(record.fields) + RECORD_OVERHEAD
 
-    # Native async twins, called under asyncio only (see _native); by default the sync
-    # method in a worker thread.
+    # Native async twins, called under asyncio when native_async() is true (see _native).
 
-    async def _aload(self, rid: str) -> StoredRecord | None:
-        return await in_thread(functools.partial(self._load, rid))
+    async def _aload(self, rid: str) -> EncodedRecord | None:
+        raise NotImplementedError(f"{type(self).__name__} has no native async client")
 
-    async def _acreate(self, rid: str, record: StoredRecord) -> None:
-        await in_thread(functools.partial(self._create, rid, record))
+    async def _acreate(self, rid: str, record: EncodedRecord) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no native async client")
 
     async def _asave(
         self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
     ) -> None:
-        await in_thread(functools.partial(self._save, rid, changes, expires_at, user_id, now))
+        raise NotImplementedError(f"{type(self).__name__} has no native async client")
 
     async def _adelete(self, rid: str) -> None:
-        await in_thread(functools.partial(self._delete, rid))
+        raise NotImplementedError(f"{type(self).__name__} has no native async client")
 
     async def _aincrement(
         self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
     ) -> int:
-        call = functools.partial(self._increment, rid, field, delta, base, expires_at, now)
-        return await in_thread(call)
+        raise NotImplementedError(f"{type(self).__name__} has no native async client")
 
     # ---------------------------------------------------------------------- helpers
 
-    def _encode(self, record: SessionRecord) -> StoredRecord:
-        stored = StoredRecord(codec.encode_data(record.data), record.expires_at, record.user_id)
+    def _encode(self, record: SessionRecord) -> EncodedRecord:
+        stored = EncodedRecord(codec.encode_data(record.data), record.expires_at, record.user_id)
         size = self.record_size(stored)
         if size > self.max_record_bytes:
             raise SessionTooLarge(size, self.max_record_bytes, self.kind)
         return stored
 
     def _prepare_save(
-        self, key: str, record: SessionRecord, changed: Iterable[str]
+        self, session_id: str, record: SessionRecord, changed: Iterable[str]
     ) -> tuple[str, Changes]:
-        if not keys.is_valid_key(key):
+        if not session_ids.is_valid_session_id(session_id):
             raise SessionGone("a malformed session id names no record")
         fields = self._encode(record).fields
         changes = Changes()
@@ -251,16 +281,16 @@ class Store(abc.ABC):
                 changes.set_fields[field] = fields[field]
             else:
                 changes.removed_fields.append(field)
-        return keys.record_id(key), changes
+        return session_ids.record_id(session_id), changes
 
     @staticmethod
-    def _prepare_increment(key: str, name: str) -> tuple[str, str]:
-        if not keys.is_valid_key(key):
+    def _prepare_increment(session_id: str, name: str) -> tuple[str, str]:
+        if not session_ids.is_valid_session_id(session_id):
             raise SessionGone("a malformed session id names no record")
-        return keys.record_id(key), codec.encode_field(name)
+        return session_ids.record_id(session_id), codec.encode_field(name)
 
     @staticmethod
-    def _decode(stored: StoredRecord | None) -> SessionRecord | None:
+    def _decode(stored: EncodedRecord | None) -> SessionRecord | None:
         # Expiry is enforced here, whatever the store's own TTL sweeper has done so far.
         if stored is None or stored.expires_at <= time.time():
             return None
@@ -287,7 +317,7 @@ def _on_asyncio() -> bool:
         return False
 
 
-def _rid_for_write(key: str) -> str:
-    if not keys.is_valid_key(key):
-        raise ValueError("session ids are made by cloudsessions.keys.new_key()")
-    return keys.record_id(key)
+def _rid_for_write(session_id: str) -> str:
+    if not session_ids.is_valid_session_id(session_id):
+        raise ValueError("session ids are made by cloudsessions.new_session_id()")
+    return session_ids.record_id(session_id)

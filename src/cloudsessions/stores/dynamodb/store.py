@@ -1,0 +1,369 @@
+"""The DynamoDB store: its clients, its errors and the contract's operations.
+
+One boto3 client per process, made on first use and shared by threads (clients are
+thread-safe, boto3 sessions are not). The async twins use aiobotocore: one client per
+running event loop. A client or session handed over in the options is used as given: an
+aiobotocore client cannot be derived from it (its credentials may come from anywhere), so
+async calls then run the sync client in a worker thread, as they do without aiobotocore.
+Timeouts and retries are botocore's own (Config), bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+
+from ...errors import (
+    CloudSessionsError,
+    ConfigurationError,
+    SessionExists,
+    SessionGone,
+    SessionTooLarge,
+    StoreUnavailable,
+)
+from ...store import (
+    Changes,
+    CheckResult,
+    EncodedRecord,
+    ErrorKind,
+    PerLoop,
+    PerProcess,
+    Progress,
+    SessionInfo,
+    Store,
+    StoreURL,
+    parse_options,
+)
+from . import admin
+from .admin import ADMIN_ACTIONS, INIT_HINT, SESSION_ACTIONS
+from .options import DynamoDBOptions, check_name
+from .requests import Requests, code, message
+
+_UNPROCESSED_RETRIES = 8
+# An increment meets a plain value at most once; more rounds mean a writer keeps flipping it.
+_INCREMENT_ROUNDS = 4
+_EXISTS = "a session with this id exists"
+_GONE = "the session was deleted or has expired"
+
+
+def _code_is(*codes: str) -> Callable[[BaseException], bool]:
+    return lambda exc: isinstance(exc, ClientError) and code(exc) in codes
+
+
+def _item_too_large(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, ClientError)
+        and code(exc) == "ValidationException"
+        and "item size" in message(exc).lower()
+    )
+
+
+@contextlib.contextmanager
+def _failed_condition_means(error: type[CloudSessionsError], text: str) -> Iterator[None]:
+    """A write's ConditionExpression did not hold: the record exists, or is gone."""
+    try:
+        yield
+    except ClientError as exc:
+        if code(exc) == "ConditionalCheckFailedException":
+            raise error(text) from None
+        raise
+
+
+@functools.cache
+def _aiobotocore_installed() -> bool:
+    return importlib.util.find_spec("aiobotocore") is not None
+
+
+class DynamoDBStore(Store):
+    kind = "dynamodb"
+    default_max_record_bytes = 400 * 1024
+    error_kinds = (
+        ErrorKind(
+            ClientError,
+            ConfigurationError,
+            "the table or its index {store.options.user_index} does not exist: " + INIT_HINT,
+            when=_code_is("ResourceNotFoundException"),
+        ),
+        ErrorKind(
+            ClientError,
+            ConfigurationError,
+            f"the credentials need {', '.join(SESSION_ACTIONS)} on the table and its indexes"
+            f" (init/destroy also {', '.join(ADMIN_ACTIONS)})",
+            when=_code_is("AccessDeniedException", "UnrecognizedClientException"),
+        ),
+        # Keys written by other requests grew the item past 400 KB: the size check before
+        # a write only sees this request's copy of the session.
+        ErrorKind(ClientError, SessionTooLarge, when=_item_too_large),
+        ErrorKind(
+            ClientError,
+            ConfigurationError,
+            "check the partition_key, sort_key and attribute options against the table",
+            when=_code_is("ValidationException"),
+        ),
+        # Throttling and server errors, after botocore's retries.
+        ErrorKind(ClientError, StoreUnavailable),
+        ErrorKind(
+            (NoCredentialsError, PartialCredentialsError),
+            ConfigurationError,
+            "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE (or the profile= option),"
+            " or give the process a role",
+        ),
+        ErrorKind(
+            NoRegionError,
+            ConfigurationError,
+            "put region= in the store URL (dynamodb://TABLE?region=eu-west-1)"
+            " or set AWS_DEFAULT_REGION",
+        ),
+        ErrorKind(ProfileNotFound, ConfigurationError, "check the profile= option"),
+        ErrorKind(
+            ParamValidationError, ConfigurationError, "check the table, key and attribute options"
+        ),
+        # Connection refused or reset, timeouts: botocore has already retried.
+        ErrorKind(BotoCoreError, StoreUnavailable),
+    )
+
+    def __init__(self, table: str, options: DynamoDBOptions) -> None:
+        super().__init__(max_record_bytes=options.max_record_bytes)
+        check_name("table", table)
+        self.table = table
+        self.options = options
+        # Shown in hints to run `cloudsessions init`; from_url gives the whole URL (it
+        # carries no secrets: credentials never go in it).
+        self.url = f"dynamodb://{table}"
+        self._requests = Requests(table, options)
+        self._clients = PerProcess(self._make_client, lambda client: client.close())
+        self._aclients = PerLoop(self._make_aclient)
+        if options.client is not None:
+            self._register_hooks(options.client)
+
+    @classmethod
+    def from_url(cls, url: StoreURL, options: Mapping[str, Any]) -> DynamoDBStore:
+        if not url.netloc or url.path not in ("", "/"):
+            raise ConfigurationError(
+                f"dynamodb store URL {url.raw!r} must look like"
+                " dynamodb://TABLE?region=REGION[&endpoint=URL]"
+            )
+        store = cls(url.netloc, parse_options(DynamoDBOptions, cls.kind, options))
+        store.url = url.raw
+        return store
+
+    def describe(self) -> str:
+        o = self.options
+        where = o.endpoint or (f"region {o.region}" if o.region else "the default region")
+        return f"dynamodb table {self.table} ({where})"
+
+    # ---------------------------------------------------------------------- clients
+
+    @property
+    def client(self) -> Any:
+        """The boto3 DynamoDB client: the one given in the options, else this process's."""
+        return self._clients.get() if self.options.client is None else self.options.client
+
+    def _make_client(self) -> Any:
+        with self._errors("create the boto3 client"):
+            session = self.options.session or boto3.session.Session(
+                profile_name=self.options.profile
+            )
+            client = session.client("dynamodb", **self._client_arguments(Config))
+        self._register_hooks(client)
+        return client
+
+    async def _make_aclient(self, stack: contextlib.AsyncExitStack) -> Any:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import AioSession
+
+        with self._errors("create the aiobotocore client"):
+            session = AioSession(profile=self.options.profile)
+            client = await stack.enter_async_context(
+                session.create_client("dynamodb", **self._client_arguments(AioConfig))
+            )
+        self._register_hooks(client)
+        return client
+
+    def _client_arguments(self, config_class: type[Config]) -> dict[str, Any]:
+        o = self.options
+        config = config_class(
+            connect_timeout=o.connect_timeout,
+            read_timeout=o.read_timeout,
+            # total_max_attempts counts the first try; botocore's max_attempts does not.
+            retries={"mode": o.retry_mode, "total_max_attempts": o.max_attempts},
+            max_pool_connections=o.max_pool_connections,
+            user_agent_extra="cloudsessions",
+        )
+        return {"region_name": o.region, "endpoint_url": o.endpoint, "config": config}
+
+    def _register_hooks(self, client: Any) -> None:
+        for event, handler in (self.options.event_hooks or {}).items():
+            client.meta.events.register(event, handler)
+
+    def native_async(self) -> bool:
+        o = self.options
+        return o.client is None and o.session is None and _aiobotocore_installed()
+
+    def close(self) -> None:
+        self._clients.close()
+        self._aclients.close()
+
+    async def aclose(self) -> None:
+        await self._aclients.aclose()
+
+    # --------------------------------------------------------------------- contract
+    # Each operation once for the sync client, once for the running loop's async one.
+
+    def _load(self, rid: str) -> EncodedRecord | None:
+        with self._errors("load a session"):
+            response = self.client.get_item(**self._requests.get(rid))
+        return self._requests.record(response.get("Item"))
+
+    async def _aload(self, rid: str) -> EncodedRecord | None:
+        client = await self._aclients.get()
+        with self._errors("load a session"):
+            response = await client.get_item(**self._requests.get(rid))
+        return self._requests.record(response.get("Item"))
+
+    def _create(self, rid: str, record: EncodedRecord) -> None:
+        with self._errors("create a session"), _failed_condition_means(SessionExists, _EXISTS):
+            self.client.put_item(**self._requests.put(rid, record))
+
+    async def _acreate(self, rid: str, record: EncodedRecord) -> None:
+        client = await self._aclients.get()
+        with self._errors("create a session"), _failed_condition_means(SessionExists, _EXISTS):
+            await client.put_item(**self._requests.put(rid, record))
+
+    def _save(
+        self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
+    ) -> None:
+        updates = self._requests.updates(rid, changes, expires_at, user_id, now)
+        with self._errors("save a session"), _failed_condition_means(SessionGone, _GONE):
+            for params in updates:
+                self.client.update_item(**params)
+
+    async def _asave(
+        self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
+    ) -> None:
+        client = await self._aclients.get()
+        updates = self._requests.updates(rid, changes, expires_at, user_id, now)
+        with self._errors("save a session"), _failed_condition_means(SessionGone, _GONE):
+            for params in updates:
+                await client.update_item(**params)
+
+    def _delete(self, rid: str) -> None:
+        with self._errors("delete a session"):
+            self.client.delete_item(**self._requests.delete(rid))
+
+    async def _adelete(self, rid: str) -> None:
+        client = await self._aclients.get()
+        with self._errors("delete a session"):
+            await client.delete_item(**self._requests.delete(rid))
+
+    # One conditional UpdateItem; a second only the first time a plain value becomes a
+    # counter (DynamoDB cannot add to a string, nor branch on a type in one update).
+
+    def _increment(
+        self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
+    ) -> int:
+        plain = False
+        with self._errors("increment a counter"):
+            for _ in range(_INCREMENT_ROUNDS):
+                params = self._requests.increment(rid, field, delta, base, expires_at, now, plain)
+                try:
+                    return self._requests.counter(self.client.update_item(**params), field)
+                except ClientError as exc:
+                    plain = self._requests.holds_plain_value(exc, field, now)
+        raise self._contended()
+
+    async def _aincrement(
+        self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
+    ) -> int:
+        client = await self._aclients.get()
+        plain = False
+        with self._errors("increment a counter"):
+            for _ in range(_INCREMENT_ROUNDS):
+                params = self._requests.increment(rid, field, delta, base, expires_at, now, plain)
+                try:
+                    return self._requests.counter(await client.update_item(**params), field)
+                except ClientError as exc:
+                    plain = self._requests.holds_plain_value(exc, field, now)
+        raise self._contended()
+
+    def _contended(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"{self.describe()}: a counter kept changing type under concurrent writes"
+        )
+
+    # ------------------------------------------------------------------------ users
+
+    def _user_items(self, user_id: str) -> Iterator[dict[str, Any]]:
+        with self._errors("query the sessions of a user"):
+            pages = self.client.get_paginator("query").paginate(
+                **self._requests.user_query(user_id)
+            )
+            for page in pages:
+                yield from page.get("Items", [])
+
+    def _for_user(self, user_id: str) -> list[SessionInfo]:
+        found = (self._requests.session_info(item, user_id) for item in self._user_items(user_id))
+        return [info for info in found if info is not None]
+
+    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> int:
+        rids = (self._requests.record_id(item) for item in self._user_items(user_id))
+        doomed = [rid for rid in rids if rid != keep_rid]
+        self.delete_records(doomed)
+        return len(doomed)
+
+    def delete_records(self, rids: list[str]) -> None:
+        """BatchWriteItem, 25 records a call."""
+        client = self.client
+        for batch in self._requests.batch_deletes(rids):
+            pending = batch
+            # botocore retries a throttled request, but a batch that is accepted with
+            # some items left unprocessed has to be resent by the caller.
+            for attempt in range(_UNPROCESSED_RETRIES):
+                with self._errors("delete sessions in a batch"):
+                    response = client.batch_write_item(RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            else:
+                raise StoreUnavailable(
+                    f"{self.describe()}: DynamoDB left deletes unprocessed after"
+                    f" {_UNPROCESSED_RETRIES} attempts (throughput exceeded)"
+                )
+
+    # ------------------------------------------------- operations (see admin.py)
+
+    def _purge_expired(self, now: float, batch_size: int, progress: Progress | None) -> int:
+        return admin.purge_expired(self, now, batch_size, progress)
+
+    def ttl_enabled(self) -> bool:
+        """True if the table's TTL deletes expired sessions (enabled on our TTL attribute)."""
+        return admin.ttl_enabled(self)
+
+    def provision(self, *, fix: bool = False) -> list[str]:
+        return admin.provision(self)
+
+    def drop(self) -> None:
+        admin.drop(self)
+
+    def check(self) -> list[CheckResult]:
+        return admin.check(self)
+
+    def record_size(self, record: EncodedRecord) -> int:
+        return self._requests.record_size(record)

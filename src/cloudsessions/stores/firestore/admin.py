@@ -1,0 +1,212 @@
+"""What the Firestore store does outside requests: provisioning (a TTL policy and index
+exemptions through the Admin API), checks, drop, purge and the per-user queries.
+
+Each runs the store's sync client; the async API runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ...errors import ConfigurationError, StoreUnavailable
+from ...store import CheckResult, Progress, SessionInfo, logger
+from .documents import DATA, EXPIRES_AT, EXPIRES_US, MAX_BATCH, USER_ID, timestamp, us, us_of
+
+if TYPE_CHECKING:
+    from .store import FirestoreStore
+
+
+def purge_expired(
+    store: FirestoreStore, now: float, batch_size: int, progress: Progress | None
+) -> int:
+    query = (
+        _collection(store)
+        .where(filter=FieldFilter(EXPIRES_AT, "<=", timestamp(us(now))))
+        .order_by(EXPIRES_AT)
+    )
+    return _delete_matching(store, query, batch_size, progress, "purge expired sessions")
+
+
+def for_user(store: FirestoreStore, user_id: str) -> list[SessionInfo]:
+    sessions = []
+    for snapshot in _user_documents(store, user_id):
+        expires = us_of(snapshot.get(EXPIRES_AT))
+        if snapshot.get(EXPIRES_US) >= expires:  # else a late save left it expired
+            sessions.append(SessionInfo(snapshot.id, expires / 1_000_000, user_id))
+    return sessions
+
+
+def delete_for_user(store: FirestoreStore, user_id: str, keep_rid: str | None) -> int:
+    refs = [s.reference for s in _user_documents(store, user_id) if s.id != keep_rid]
+    _delete_refs(store, refs, "delete the sessions of a user")
+    return len(refs)
+
+
+def _collection(store: FirestoreStore) -> Any:
+    return store._sync.get().collection(*store.path)
+
+
+def _user_documents(store: FirestoreStore, user_id: str) -> list[Any]:
+    query = (
+        _collection(store)
+        .where(filter=FieldFilter(USER_ID, "==", user_id))
+        .select([EXPIRES_AT, EXPIRES_US])
+    )
+    with store._errors("list the sessions of a user"):
+        return list(query.stream(**store._rpc))
+
+
+def _delete_matching(
+    store: FirestoreStore, query: Any, batch_size: int, progress: Progress | None, what: str
+) -> int:
+    """Delete what `query` finds, one page at a time, so memory stays flat."""
+    limit = max(1, min(batch_size, MAX_BATCH))
+    page = query.select(["__name__"]).limit(limit)
+    removed = 0
+    while True:
+        with store._errors(what):
+            refs = [s.reference for s in page.stream(**store._rpc)]
+        if not refs:
+            return removed
+        _delete_refs(store, refs, what)
+        removed += len(refs)
+        if progress is not None:
+            progress(removed)
+        if len(refs) < limit:
+            return removed
+
+
+def _delete_refs(store: FirestoreStore, refs: Sequence[Any], what: str) -> None:
+    client = store._sync.get()
+    for start in range(0, len(refs), MAX_BATCH):
+        batch = client.batch()
+        for ref in refs[start : start + MAX_BATCH]:
+            batch.delete(ref)
+        with store._errors(what):
+            batch.commit(**store._rpc)
+
+
+# ------------------------------------------------------------------- provisioning
+
+
+def _field_name(store: FirestoreStore, field: str) -> str:
+    return (
+        f"projects/{store.project}/databases/{store.database}"
+        f"/collectionGroups/{store.path[-1]}/fields/{field}"
+    )
+
+
+def _admin(store: FirestoreStore) -> Any:
+    from google.cloud.firestore_admin_v1 import FirestoreAdminClient
+
+    _, credentials, _ = store._settings()
+    return FirestoreAdminClient(credentials=credentials)
+
+
+def provision(store: FirestoreStore, *, fix: bool = False) -> list[str]:
+    """Ask Firestore for the TTL policy on expires_at and an index exemption for d.
+
+    Collections need no creating. The emulator has no Admin API (and no TTL): there
+    the store logs that and returns nothing, as purge_expired does the sweeping.
+    """
+    store._sync.get()  # settles project and credentials (ConfigurationError if missing)
+    if store._emulator() is not None:
+        logger.warning(
+            "the Firestore emulator has no TTL policies or index settings: nothing to"
+            " provision; run `cloudsessions purge` to remove expired sessions"
+        )
+        return []
+    from google.cloud.firestore_admin_v1.types import Field
+
+    done: list[str] = []
+    admin, timeout = _admin(store), store.options.timeout
+    with store._errors("provision"):
+        ttl = admin.get_field(name=_field_name(store, EXPIRES_AT), timeout=timeout)
+        if ttl.ttl_config.state == Field.TtlConfig.State.STATE_UNSPECIFIED:
+            admin.update_field(
+                field=Field(name=ttl.name, ttl_config=Field.TtlConfig()),
+                update_mask={"paths": ["ttl_config"]},
+                timeout=timeout,
+            )
+            done.append(
+                f"requested a TTL policy on {EXPIRES_AT} of collection group"
+                f" {store.path[-1]}: Firestore deletes expired sessions once it is ACTIVE"
+            )
+        for field in (DATA, EXPIRES_US):
+            config = admin.get_field(name=_field_name(store, field), timeout=timeout)
+            if config.index_config.uses_ancestor_config:
+                admin.update_field(
+                    field=Field(name=config.name, index_config=Field.IndexConfig()),
+                    update_mask={"paths": ["index_config"]},
+                    timeout=timeout,
+                )
+                done.append(f"requested a single-field index exemption for {field} (never queried)")
+    return done
+
+
+def drop(store: FirestoreStore, *, progress: Progress | None = None) -> None:
+    """Delete every document of the collection, a batch at a time."""
+    _delete_matching(store, _collection(store), MAX_BATCH, progress, "drop the collection")
+
+
+def check(store: FirestoreStore) -> list[CheckResult]:
+    try:
+        collection = _collection(store)
+        expired_query = collection.where(filter=FieldFilter(EXPIRES_AT, "<=", datetime.now(UTC)))
+        with store._errors("check the collection"):
+            count, expired = (_count(store, q) for q in (collection, expired_query))
+    except (ConfigurationError, StoreUnavailable) as exc:
+        return [CheckResult("collection", False, str(exc))]
+    results = [
+        CheckResult("collection", True, store.describe()),
+        CheckResult("sessions", True, f"{count} stored, {expired} expired"),
+    ]
+    if store._emulator() is not None:
+        note = "not on the Firestore emulator"
+        return [
+            *results,
+            CheckResult("ttl policy", True, f"{note}: `cloudsessions purge` sweeps"),
+            CheckResult("indexes", True, f"{note}: it indexes every field"),
+        ]
+    return results + _check_fields(store)
+
+
+def _count(store: FirestoreStore, query: Any) -> int:
+    # An aggregation query: Firestore counts without sending the documents.
+    return int(query.count().get(**store._rpc)[0][0].value)
+
+
+def _check_fields(store: FirestoreStore) -> list[CheckResult]:
+    from google.cloud.firestore_admin_v1.types import Field
+
+    admin = _admin(store)
+    try:
+        with store._errors("read the field settings"):
+            fields = {
+                f: admin.get_field(name=_field_name(store, f), timeout=store.options.timeout)
+                for f in (EXPIRES_AT, USER_ID, DATA, EXPIRES_US)
+            }
+    except (ConfigurationError, StoreUnavailable) as exc:
+        return [CheckResult("field settings", False, f"cannot read them: {exc}")]
+    state = fields[EXPIRES_AT].ttl_config.state
+    ttl_ok = state in (Field.TtlConfig.State.ACTIVE, Field.TtlConfig.State.CREATING)
+    results = [
+        CheckResult(
+            "ttl policy", ttl_ok, f"{EXPIRES_AT}: {state.name}" + ("" if ttl_ok else ": run init")
+        )
+    ]
+    for field in (EXPIRES_AT, USER_ID):
+        config = fields[field].index_config
+        ok = config.uses_ancestor_config or bool(config.indexes)
+        detail = "automatic single-field index" if ok else "exempted from indexing"
+        results.append(CheckResult(f"index {field}", ok, detail))
+    for field in (DATA, EXPIRES_US):
+        config = fields[field].index_config
+        ok = not config.uses_ancestor_config and not config.indexes
+        detail = "exempted from indexing" if ok else "indexed (costs writes): run init"
+        results.append(CheckResult(f"exemption {field}", ok, detail))
+    return results

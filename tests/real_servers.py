@@ -1,0 +1,158 @@
+"""Real servers in processes of their own, and a browser with a real cookie jar for them.
+
+Two kinds are served: the front doors' app (tests/front_doors.py) behind a production server
+with several worker processes on one store (`front_door_server`), and the tutorial demo as
+`cloudsessions demo --framework X` serves it (`demo_server`, read with `views_and_greeting`
+and `fingerprint`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.cookiejar
+import json
+import os
+import re
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import flask
+from starlette.applications import Starlette
+
+from cloudsessions import Store, open_store
+from tests import front_doors, stores
+from tests.services._process import free_port, run_server
+
+GUNICORN = ["gunicorn", "--workers", "3", "--threads", "4", "--bind", "127.0.0.1:{port}"]
+UVICORN = ["uvicorn", "--factory", "--workers", "2", "--host", "127.0.0.1", "--port", "{port}"]
+# Each door's server command (`python -m` it, with {port}) serving the app of a factory
+# below, and the door whose names (cookie, user key) it uses.
+SERVED: dict[str, tuple[list[str], type[front_doors.Door]]] = {
+    "django": ([*GUNICORN, "tests.real_servers:django_server_app()"], front_doors.DjangoDoor),
+    "flask": ([*GUNICORN, "tests.real_servers:flask_server_app()"], front_doors.FlaskDoor),
+    "asgi": ([*UVICORN, "tests.real_servers:asgi_server_app"], front_doors.AsgiDoor),
+}
+DEMO_FRAMEWORKS = ["django", "flask", "asgi"]
+
+
+class Browser:
+    """urllib with a real cookie jar, as a browser keeps cookies."""
+
+    def __init__(self, base: str, cookie_name: str = "session") -> None:
+        self.base, self.cookie_name = base, cookie_name
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path: str = "/") -> str:
+        return self._open(self.base + path)
+
+    def json(self, path: str) -> Any:
+        return json.loads(self.get(path))
+
+    def post(self, path: str, page: str, **fields: str) -> str:
+        """Submit a form of `page` to `path`, with the page's CSRF token."""
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token is not None
+        body = urllib.parse.urlencode({"csrfmiddlewaretoken": token.group(1), **fields})
+        headers = {"Referer": self.base + "/"}
+        return self._open(urllib.request.Request(self.base + path, body.encode(), headers))
+
+    def cookie(self) -> str | None:
+        """The value of the session cookie, if the browser has one."""
+        return next((c.value for c in self.jar if c.name == self.cookie_name), None)
+
+    def _open(self, request: str | urllib.request.Request) -> str:
+        with self.opener.open(request, timeout=30) as response:
+            return str(response.read().decode())
+
+
+@contextlib.contextmanager
+def _serving(name: str, argv: list[str], cwd: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """Run `python -m argv` ({port} filled in) until the with-block ends; yield its base URL."""
+    port = free_port()
+    argv = [sys.executable, "-m", *(arg.format(port=port) for arg in argv)]
+    with run_server(name, argv, port, cwd=cwd, env={**os.environ, **env}, timeout=60):
+        yield f"http://127.0.0.1:{port}"
+
+
+# ------------------------------------------------------------------ the front doors' app
+
+
+@dataclass
+class FrontDoorServer:
+    base: str
+    store: Store
+    door: type[front_doors.Door]  # its names: cookie_name, user_key
+
+    def browser(self) -> Browser:
+        return Browser(self.base, self.door.cookie_name)
+
+
+@contextlib.contextmanager
+def front_door_server(door: str, store_name: str, folder: Path) -> Iterator[FrontDoorServer]:
+    """The front doors' app of `door` served by its real server (SERVED) on a fresh store."""
+    url = stores.store_url(store_name, folder)
+    store = open_store(url)
+    store.provision()
+    argv, names = SERVED[door]
+    env = {"CLOUDSESSIONS_TEST_URL": url}
+    with _serving(f"{door}-{argv[0]}", argv, Path(__file__).parents[1], env) as base:
+        yield FrontDoorServer(base, store, names)
+    store.close()
+
+
+def django_server_app() -> Any:
+    import django
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+
+    settings.configure(
+        ALLOWED_HOSTS=["127.0.0.1"],
+        SECRET_KEY="cloudsessions-tests-not-secret",
+        ROOT_URLCONF="tests.front_doors",
+        INSTALLED_APPS=["cloudsessions.django"],
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+        SESSION_ENGINE="cloudsessions.django",
+        CLOUDSESSIONS={"STORE": os.environ["CLOUDSESSIONS_TEST_URL"]},
+        USE_TZ=True,
+    )
+    django.setup()
+    return get_wsgi_application()
+
+
+def flask_server_app() -> flask.Flask:
+    return front_doors.flask_app(os.environ["CLOUDSESSIONS_TEST_URL"])
+
+
+def asgi_server_app() -> Starlette:
+    return front_doors.asgi_app(os.environ["CLOUDSESSIONS_TEST_URL"])
+
+
+# ------------------------------------------------------------------ the demo
+
+
+@contextlib.contextmanager
+def demo_server(framework: str, store_url: str, cwd: Path) -> Iterator[str]:
+    """`cloudsessions demo --framework framework` on `store_url`; yields its base URL."""
+    argv = ["cloudsessions.cli", "demo", "--framework", framework, "--port", "{port}"]
+    with _serving(f"demo-{framework}", [*argv, "--store", store_url], cwd, {}) as base:
+        yield base
+
+
+def views_and_greeting(page: str) -> tuple[int, str]:
+    """The view count and the greeting a demo page shows."""
+    match = re.search(r'<p id="greeting">(\d+) views for "([^"]+)"</p>', page)
+    assert match is not None, page
+    return int(match.group(1)), match.group(2)
+
+
+def fingerprint(page: str) -> str:
+    """The demo page's fingerprint of the session's record id."""
+    match = re.search(r'<code id="fingerprint">([0-9a-f-]+)</code>', page)
+    assert match is not None
+    return match.group(1)
