@@ -57,6 +57,11 @@ def backend(name: str) -> ModuleType:
     return importlib.import_module(f"tests.backends.{name}")
 
 
+def services() -> contextlib.ExitStack:
+    """The servers this pytest process started, stopped when it ends."""
+    return _services
+
+
 def store_url(name: str, folder: Path) -> str:
     """The URL of a fresh, empty store of kind `name` (starting its server if needed)."""
     url: str = backend(name).url(folder, _services)

@@ -43,7 +43,7 @@ dyn = stores.instrumented_fixture("dynamodb")
 @pytest.fixture(scope="module")
 def endpoint() -> str:
     """The suites' shared DynamoDB Local (started if this module runs first)."""
-    return backend.endpoint(stores._services)
+    return backend.endpoint(stores.services())
 
 
 @pytest.fixture
@@ -557,17 +557,13 @@ def test_missing_credentials_say_which_settings(bare_environment: None, endpoint
 # ------------------------------------------------------------------------ outages
 
 
-def test_store_down_fails_promptly_and_the_same_store_recovers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_store_down_fails_promptly_and_the_same_store_recovers() -> None:
     backend.fake_credentials()
     port = free_port()
-    # dynamodb_local() starts a server on a free port: here, twice on the same one.
-    monkeypatch.setattr(dynamodb_local, "free_port", lambda: port)
     url = backend.table_url("outage", f"http://127.0.0.1:{port}")
     store = open_store(url, connect_timeout=1, read_timeout=1, max_attempts=2)
     key = new_session_id()
-    with dynamodb_local.dynamodb_local() as endpoint:
+    with dynamodb_local.dynamodb_local(port=port) as endpoint:
         assert endpoint == f"http://127.0.0.1:{port}"
         store.provision()
         store.create(key, live({"a": 1}))
@@ -589,7 +585,7 @@ def test_store_down_fails_promptly_and_the_same_store_recovers(
         asyncio.run(async_load())
     assert time.monotonic() - started < bound
 
-    with dynamodb_local.dynamodb_local():
+    with dynamodb_local.dynamodb_local(port=port):
         store.provision()  # -inMemory: the restarted server starts empty
         assert store.load(key) is None
         store.create(key, live({"a": 2}))

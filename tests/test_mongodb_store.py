@@ -54,7 +54,7 @@ inst = stores.instrumented_fixture("mongodb")
 def server(tmp_path: Path) -> str:
     """mongodb://HOST:PORT of the server under test (credentials and options kept)."""
     stores.store_url("mongodb", tmp_path)  # starts it once per test process
-    return backend.server_uri(stores._services)
+    return backend.server_uri(stores.services())
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -105,24 +106,29 @@ def test_one_client_per_process_made_once_by_racing_threads() -> None:
     assert holder.get() is not made[0], "used again after close, it makes a new one"
 
 
-def _child_client_pid(holder: PerProcess[Made], parent_client: Made, out: Any) -> None:
-    child = holder.get()
-    out.put((child is parent_client, child.pid))
+# Run in a fresh, single-threaded interpreter: forking this test process, which runs server
+# threads, could deadlock the child.
+FORK_CHECK = """
+import os
+import subprocess
+import sys
+from cloudsessions.store import PerProcess
+
+holder = PerProcess(object)
+parent = holder.get()
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if holder.get() is not parent and holder.get() is holder.get() else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, "the child reused the parent's client"
+assert holder.get() is parent, "the parent keeps its own"
+"""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_child_makes_its_own_client() -> None:
-    holder = PerProcess(Made, Made.close)
-    parent_client = holder.get()
-    ctx = multiprocessing.get_context("fork")
-    out = ctx.Queue()
-    child = ctx.Process(target=_child_client_pid, args=(holder, parent_client, out))
-    child.start()
-    shared, child_pid = out.get(timeout=30)
-    child.join(30)
-    assert child.exitcode == 0
-    assert not shared and child_pid == child.pid
-    assert holder.get() is parent_client, "the parent keeps its own"
+    done = subprocess.run([sys.executable, "-c", FORK_CHECK], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_one_connection_per_thread() -> None:

@@ -91,18 +91,19 @@ def _answers_http(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def dynamodb_local(timeout: float = 90.0) -> Iterator[str]:
+def dynamodb_local(timeout: float = 90.0, port: int | None = None) -> Iterator[str]:
     """Run an in-memory DynamoDB Local; yield its endpoint URL "http://127.0.0.1:PORT".
 
     Clients need fake credentials and a region, e.g.
     boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1",
-    aws_access_key_id="test", aws_secret_access_key="test").
+    aws_access_key_id="test", aws_secret_access_key="test"). `port` restarts a server on
+    the port of an earlier one (outage tests); by default a free one is picked.
     """
     folder = dynamodb_local_dir()
     java = shutil.which("java")
     if java is None:
         raise RuntimeError("java (17+) is needed to run DynamoDB Local")
-    port = free_port()
+    port = port or free_port()
     url = f"http://{HOST}:{port}"
     argv = [
         java,
