@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cloudsessions.record import Changes, EncodedRecord
 from cloudsessions.store import Store
@@ -23,3 +24,16 @@ class Target:
     raw_create: Callable[[str, EncodedRecord], object]
     raw_save: Callable[[str, Changes, float, str | None, float], object]
     raw_delete: Callable[[str], object]
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def publish(name: str, header: Sequence[str], align: str, rows: list[str], note: str) -> str:
+    """Print the markdown table of `rows` and save it as results/<name>.md under `note`."""
+    lines = ["| " + " | ".join(header) + " |", align, *rows]
+    table = "\n".join(lines)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(f"{note}\n\n{table}\n")
+    return table

@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.harness import Target
+from benchmarks.harness import RESULTS, Target, publish
 from cloudsessions import SessionRecord, new_session_id, record_id
 from cloudsessions.record import Changes, EncodedRecord
 
-RESULTS = Path(__file__).resolve().parent / "results"
 OPERATIONS = ("load", "create", "save", "delete")
-ALL_STORES = ("sqlite", "dynamodb", "firestore", "mongodb")
+ALL_STORES = ("sqlite", "dynamodb", "firestore", "mongodb", "redis")
 SESSION = {"greeting": "Hallo Welt", "views": 3, "_auth_user_id": "42", "cart": [1, 2, 3]}
 
 
@@ -122,15 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             for op, (ours, raw) in measure(target, args.rounds).items():
                 rows.append((name, op, ours, raw))
 
-    header = "| store | operation | cloudsessions (ms) | raw SDK (ms) | ratio |"
-    lines = [header, "|---|---|---:|---:|---:|"]
-    lines += [f"| {s} | {op} | {o:.3f} | {r:.3f} | {o / r:.2f} |" for s, op, o, r in rows]
-    table = "\n".join(lines)
-    print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "operations.md").write_text(
+    publish(
+        "operations",
+        ["store", "operation", "cloudsessions (ms)", "raw SDK (ms)", "ratio"],
+        "|---|---|---:|---:|---:|",
+        [f"| {s} | {op} | {o:.3f} | {r:.3f} | {o / r:.2f} |" for s, op, o, r in rows],
         f"Median of {args.rounds} interleaved calls per operation"
-        f" (`python -m benchmarks.operations --stores {args.stores}`).\n\n{table}\n"
+        f" (`python -m benchmarks.operations --stores {args.stores}`).",
     )
     _plot(rows, RESULTS / "operations.png")
     print(f"\nsaved {RESULTS / 'operations.md'} and {RESULTS / 'operations.png'}")

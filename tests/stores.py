@@ -16,7 +16,7 @@ import importlib
 import importlib.util
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +28,7 @@ from cloudsessions.testing import HOUR, Instrumented, RoundTrips, expired, live
 
 __all__ = ["HOUR", "Instrumented", "RoundTrips", "expired", "live"]
 
-ORDER = ["sqlite", "dynamodb", "firestore", "mongodb"]
+ORDER = ["sqlite", "dynamodb", "firestore", "mongodb", "redis", "redis_cluster"]
 
 
 def _available() -> list[str]:
@@ -62,6 +62,17 @@ def services() -> contextlib.ExitStack:
     return _services
 
 
+_started: dict[str, Any] = {}
+
+
+def started(name: str, server: Callable[[], contextlib.AbstractContextManager[Any]]) -> Any:
+    """What `server()` yields, entered once per pytest process and stopped at its end."""
+    if name not in _started:
+        _started[name] = _services.enter_context(server())
+        _services.callback(_started.pop, name)
+    return _started[name]
+
+
 def store_url(name: str, folder: Path) -> str:
     """The URL of a fresh, empty store of kind `name` (starting its server if needed)."""
     url: str = backend(name).url(folder, _services)
@@ -73,7 +84,8 @@ def open_instrumented(name: str, folder: Path) -> Instrumented:
     trips = RoundTrips()
     module = backend(name)
     store: Store = module.instrument(url, trips)
-    return Instrumented(store, trips, url, getattr(module, "PURGE_BY_TTL", False))
+    purges, checks = (getattr(module, name, False) for name in ("PURGE_BY_TTL", "INDEX_APART"))
+    return Instrumented(store, trips, url, purges, checks)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Server-side sessions for Django, Flask and ASGI in DynamoDB, Firestore, MongoDB or SQLite."""
+"""Server-side sessions for Django, Flask and ASGI in DynamoDB, Firestore, MongoDB, Redis, SQLite"""
 
 from .errors import (
     CloudSessionsError,

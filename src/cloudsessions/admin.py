@@ -81,19 +81,24 @@ def check(store: Store, out: Writer) -> int:
     width = max((len(r.name) for r in results), default=0)
     out.write(f"{store.describe()}\n")
     for result in results:
-        mark = "ok  " if result.ok else "FAIL"
+        mark = "ok  " if result.ok else "WARN" if result.warning else "FAIL"
         out.write(f"  {mark} {result.name.ljust(width)}  {result.detail}\n")
-    failed = [r for r in results if not r.ok]
+    failed = [r for r in results if not r.ok and not r.warning]
     if failed:
         out.write(f"{len(failed)} check(s) failed\n")
     return 1 if failed else 0
 
 
-def purge(store: Store, out: Writer, batch_size: int) -> int:
+def _progress(out: Writer, what: str) -> Callable[[int], None]:
     def progress(removed: int) -> None:
-        out.write(f"  removed {removed} expired session(s) so far\n")
+        out.write(f"  removed {removed} {what} so far\n")
         out.flush()
 
+    return progress
+
+
+def purge(store: Store, out: Writer, batch_size: int) -> int:
+    progress = _progress(out, "expired session(s)")
     removed = store.purge_expired(batch_size=batch_size, progress=progress)
     out.write(f"removed {removed} expired session(s) from {store.describe()}\n")
     return 0
@@ -104,7 +109,7 @@ def destroy(store: Store, out: Writer, confirm: Confirm) -> int:
     if not confirm(question):
         out.write("not confirmed; nothing deleted\n")
         return 1
-    store.drop()
+    store.drop(progress=_progress(out, "record(s)"))
     out.write(f"deleted {store.describe()}\n")
     return 0
 

@@ -43,11 +43,12 @@ class SessionInfo:
 
 @dataclass(slots=True)
 class CheckResult:
-    """One line of `cloudsessions check`."""
+    """One line of `cloudsessions check`. A warning is reported but does not fail the check."""
 
     name: str
     ok: bool
     detail: str = ""
+    warning: bool = False
 
 
 @dataclass(slots=True)

@@ -41,6 +41,10 @@ STORES: dict[str, str] = {
     "firestore": "cloudsessions.stores.firestore:FirestoreStore",
     "mongodb": "cloudsessions.stores.mongodb:MongoDBStore",
     "mongodb+srv": "cloudsessions.stores.mongodb:MongoDBStore",
+    "redis": "cloudsessions.stores.redis:RedisStore",
+    "rediss": "cloudsessions.stores.redis:RedisStore",
+    "redis+cluster": "cloudsessions.stores.redis:RedisStore",
+    "rediss+cluster": "cloudsessions.stores.redis:RedisStore",
 }
 
 

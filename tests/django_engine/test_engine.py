@@ -109,7 +109,7 @@ def test_management_command_shares_the_cli_operations(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
-        ({"STORE": "redis://localhost"}, "unknown store URL scheme"),
+        ({"STORE": "postgres://localhost"}, "unknown store URL scheme"),
         ({"STORES": "sqlite:///x.db"}, "unknown key(s) STORES"),
         ("sqlite:///x.db", "must be a dict"),
         ({"STORE": 42}, "must be a store URL or a Store"),

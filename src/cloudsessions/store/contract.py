@@ -177,8 +177,11 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def drop(self) -> None:
-        """Delete the store's table or collection and every session in it."""
+    def drop(self, *, progress: Progress | None = None) -> None:
+        """Delete the store's table or collection and every session in it.
+
+        A store that deletes record by record calls `progress` with the running count.
+        """
 
     @abc.abstractmethod
     def check(self) -> list[CheckResult]:

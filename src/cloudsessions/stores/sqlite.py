@@ -244,7 +244,7 @@ class SQLiteStore(Store):
         self._connections.get()  # creates the file, WAL mode and the schema
         return [] if existed and self._table_exists() else [f"created {self.describe()}"]
 
-    def drop(self) -> None:
+    def drop(self, *, progress: Progress | None = None) -> None:
         self._execute("drop the table", f"DROP TABLE IF EXISTS {self.table}")
         self._schema_ready = False
         self.close()

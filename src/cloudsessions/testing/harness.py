@@ -41,13 +41,17 @@ class Instrumented:
     """A fresh, empty store under test, and the round trips its SDK makes (you count them).
 
     `purges_by_ttl`: the store's own TTL removes expired records, so purge_expired() has
-    nothing to do and returns 0.
+    nothing to do and returns 0. `index_apart`: the store keeps its per-user index apart
+    from the sessions (a Redis Cluster, where they live in other slots): a write of a
+    signed-in session costs one more command (the index, first), and for_user() reads each
+    session its index names, one read each.
     """
 
     store: Store
     trips: RoundTrips
     url: str = ""
     purges_by_ttl: bool = False
+    index_apart: bool = False
 
 
 def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:

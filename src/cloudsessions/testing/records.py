@@ -244,7 +244,9 @@ class RecordContract(Fixtures):
         assert record.user_id == "42"
         assert record.expires_at == pytest.approx(expires_at, abs=1.0)
 
-    def test_for_user_and_delete_for_user(self, store: Store, trips: RoundTrips) -> None:
+    def test_for_user_and_delete_for_user(
+        self, instrumented: Instrumented, store: Store, trips: RoundTrips
+    ) -> None:
         alice = [new_session_id() for _ in range(3)]
         bob = new_session_id()
         for session_id in alice:
@@ -255,7 +257,8 @@ class RecordContract(Fixtures):
 
         trips.reset()
         found = store.for_user("alice")
-        assert trips.counts == (1, 0), "for_user: one indexed query"
+        checks = len(alice) if instrumented.index_apart else 0
+        assert trips.counts == (1 + checks, 0), "for_user: one indexed query (+ checks)"
         assert sorted(s.record_id for s in found) == sorted(record_id(k) for k in alice)
         assert all(s.user_id == "alice" for s in found)
 
@@ -379,4 +382,4 @@ class RecordContract(Fixtures):
         store.provision()
         assert store.provision() == []
         results = store.check()
-        assert results and all(r.ok for r in results), results
+        assert results and all(r.ok or r.warning for r in results), results

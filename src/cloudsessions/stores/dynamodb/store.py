@@ -359,7 +359,7 @@ class DynamoDBStore(Store):
     def provision(self, *, fix: bool = False) -> list[str]:
         return admin.provision(self)
 
-    def drop(self) -> None:
+    def drop(self, *, progress: Progress | None = None) -> None:
         admin.drop(self)
 
     def check(self) -> list[CheckResult]:

@@ -254,7 +254,7 @@ class MongoDBStore(Store):
             coll = self._collection()
             return admin.provision(coll, self.describe(), fix=fix)
 
-    def drop(self) -> None:
+    def drop(self, *, progress: Progress | None = None) -> None:
         with self._errors("drop the collection"):
             self._collection().drop()
 

@@ -1,0 +1,365 @@
+"""The Redis store: its clients, its errors, and the contract in one command per call.
+
+Standalone or Redis Cluster (ElastiCache, Memorystore, Valkey alike). Every write is one
+server-side script (scripts.py), atomic on the server: create only if absent, save and
+increment only if the session exists and has not expired (never resurrect), per-key merge
+writes. Expiry is native (PEXPIREAT), so purge_expired has nothing to do.
+
+On a cluster the per-user index lives in other slots than the sessions; there, a write
+that carries a user id first records it in the index (a second command, only for signed-in
+sessions), so a live session is never missing from it. A delete or a change of user leaves
+the old entry behind: for_user() reads each session the index names and drops (and
+removes) what is deleted, expired or another user's, so none of those ever shows up.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import anyio
+import redis.exceptions as rexc
+
+from ...errors import ConfigurationError, SessionExists, SessionGone, StoreUnavailable
+from ...record import Changes, CheckResult, EncodedRecord, SessionInfo
+from ...store import ErrorKind, PerLoop, PerProcess, Progress, Store, StoreURL, parse_options
+from . import admin
+from .clients import Target, async_client, sync_client
+from .options import RedisOptions
+from .scripts import SOURCES
+
+_GONE = "the session was deleted or has expired"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# What a cluster answers while a replica takes over from a failed master.
+# Never a timeout: the command may have run, and a script run twice could count twice.
+_FAILING_OVER = (rexc.ConnectionError, rexc.ClusterDownError, rexc.TryAgainError)
+
+
+def _failover_delays(store: RedisStore) -> Iterator[float]:
+    """Sleeps between tries of a call on a cluster, until options.failover_timeout is spent."""
+    if not store.target.cluster:
+        return
+    spent, delay = 0.0, 0.1
+    while spent + delay <= store.options.failover_timeout:
+        yield delay
+        spent, delay = spent + delay, min(delay * 2, 1.0)
+
+
+def _failing_over(exc: StoreUnavailable) -> bool:
+    return isinstance(exc.__cause__, _FAILING_OVER)
+
+
+def _outlasting_failover(
+    method: Callable[Concatenate[RedisStore, P], T],
+) -> Callable[Concatenate[RedisStore, P], T]:
+    """On a cluster, try the call again while a failover may be under way."""
+
+    @functools.wraps(method)
+    def call(store: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        for delay in _failover_delays(store):
+            try:
+                return method(store, *args, **kwargs)
+            except StoreUnavailable as exc:
+                if not _failing_over(exc):
+                    raise
+            time.sleep(delay)
+        return method(store, *args, **kwargs)
+
+    return call
+
+
+def _aoutlasting_failover(
+    method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, T]]:
+    """The same for an async call."""
+
+    @functools.wraps(method)
+    async def call(store: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        for delay in _failover_delays(store):
+            try:
+                return await method(store, *args, **kwargs)
+            except StoreUnavailable as exc:
+                if not _failing_over(exc):
+                    raise
+            await anyio.sleep(delay)
+        return await method(store, *args, **kwargs)
+
+    return call
+
+
+def _refused(exc: BaseException) -> bool:
+    # A command a script runs, refused by the user's ACL.
+    return "can't run this command" in str(exc) or "no permissions" in str(exc).lower()
+
+
+# Every command the store sends (the scripts' too): what the user's ACL must allow.
+ACL_COMMANDS = (
+    "EVALSHA SCRIPT|LOAD SCRIPT|EXISTS HGETALL HMGET ZRANGE ZREM UNLINK SCAN INFO CONFIG|GET"
+    " CLIENT|SETNAME, and inside the scripts EXISTS HGET HSET HDEL HEXISTS HINCRBY"
+    " PEXPIREAT ZADD ZREMRANGEBYSCORE; SELECT for a database other than 0; on a cluster"
+    " CLUSTER|SLOTS CLUSTER|INFO COMMAND"
+)
+
+
+class RedisStore(Store):
+    kind = "redis"
+    default_max_record_bytes = 64 * 1024 * 1024  # well under Redis's 512 MB per value
+    error_kinds = (
+        ErrorKind(
+            (rexc.AuthenticationError, rexc.AuthorizationError),
+            ConfigurationError,
+            "check the user and password of the store URL",
+        ),
+        ErrorKind(
+            (rexc.NoPermissionError, rexc.ResponseError),
+            ConfigurationError,
+            f"the user's ACL must allow {ACL_COMMANDS}",
+            when=lambda exc: isinstance(exc, rexc.NoPermissionError) or _refused(exc),
+        ),
+        # Connection refused or reset, timeouts, a cluster failing over (CLUSTERDOWN,
+        # TRYAGAIN, a master gone), a server loading or out of memory: after retries.
+        ErrorKind(rexc.RedisError, StoreUnavailable),
+    )
+
+    def __init__(self, target: Target, options: RedisOptions) -> None:
+        super().__init__(max_record_bytes=options.max_record_bytes)
+        if options.client is not None and not options.client.get_encoder().decode_responses:
+            raise ConfigurationError(
+                "the redis client given to the store must be made with decode_responses=True"
+            )
+        self.target = target
+        self.options = options
+        self.prefix = options.prefix
+        # Standalone: each script keeps the user index in its own atomic step.
+        self._inline_index = "" if target.cluster else f"{self.prefix}u:"
+        self._sync = PerProcess(self._make_client, _close_owned(options.client))
+        self._async = PerLoop(self._make_async_client)
+
+    @classmethod
+    def from_url(cls, url: StoreURL, options: Mapping[str, Any]) -> RedisStore:
+        return cls(Target.of(url), parse_options(RedisOptions, cls.kind, options))
+
+    def describe(self) -> str:
+        return f"{self.target.describe()} (prefix {self.prefix})"
+
+    # ---------------------------------------------------------------------- clients
+
+    def _make_client(self) -> Any:
+        client = self.options.client or sync_client(self.target, self.options)
+        return client, {name: client.register_script(src) for name, src in SOURCES.items()}
+
+    async def _make_async_client(self, stack: Any) -> Any:
+        client = await async_client(self.target, self.options, stack)
+        return client, {name: client.register_script(src) for name, src in SOURCES.items()}
+
+    def native_async(self) -> bool:
+        return self.options.client is None
+
+    def close(self) -> None:
+        self._sync.close()
+        self._async.close()
+
+    async def aclose(self) -> None:
+        await self._async.aclose()
+
+    def _key(self, rid: str) -> str:
+        return f"{self.prefix}s:{rid}"
+
+    def _index(self, user_id: str) -> str:
+        return f"{self.prefix}u:{user_id}"
+
+    # --------------------------------------------------------------------- requests
+
+    def _create_args(self, rid: str, record: EncodedRecord, now: float) -> list[Any]:
+        args: list[Any] = [now, *_expiry(record.expires_at), record.user_id or ""]
+        args += [self._inline_index, rid]
+        for field, value in record.fields.items():
+            args += [f"d:{field}", value]
+        return args
+
+    def _save_args(
+        self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
+    ) -> list[Any]:
+        args: list[Any] = [now, *_expiry(expires_at), user_id or "", self._inline_index, rid]
+        args.append(len(changes.set_fields))
+        for field, value in changes.set_fields.items():
+            args += [f"d:{field}", value]
+        return args + changes.removed_fields
+
+    def _increment_args(
+        self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
+    ) -> list[Any]:
+        return [now, *_expiry(expires_at), field, delta, base, self._inline_index, rid]
+
+    def _index_put(
+        self, rid: str, user_id: str | None, expires_at: float
+    ) -> tuple[list[str], list[Any]] | None:
+        """Cluster only: the index_put call that goes before a signed-in session's write, so
+        the index never misses a live session."""
+        if not user_id or self._inline_index:
+            return None
+        return [self._index(user_id)], [rid, *_expiry(expires_at), time.time()]
+
+    # --------------------------------------------------------------------- contract
+
+    @_outlasting_failover
+    def _load(self, rid: str) -> EncodedRecord | None:
+        client, _ = self._sync.get()
+        with self._errors("load a session"):
+            return _decoded(client.hgetall(self._key(rid)))
+
+    @_outlasting_failover
+    def _create(self, rid: str, record: EncodedRecord) -> None:
+        _, scripts = self._sync.get()
+        args = self._create_args(rid, record, time.time())
+        with self._errors("create a session"):
+            if index := self._index_put(rid, record.user_id, record.expires_at):
+                scripts["index_put"](*index)
+            created = scripts["create"]([self._key(rid)], args)
+        if not created:
+            raise SessionExists("a session with this id exists")
+
+    @_outlasting_failover
+    def _save(
+        self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
+    ) -> None:
+        _, scripts = self._sync.get()
+        args = self._save_args(rid, changes, expires_at, user_id, now)
+        with self._errors("save a session"):
+            if index := self._index_put(rid, user_id, expires_at):
+                scripts["index_put"](*index)
+            result = scripts["save"]([self._key(rid)], args)
+        if not result[0]:
+            raise SessionGone(_GONE)
+
+    @_outlasting_failover
+    def _increment(
+        self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
+    ) -> int:
+        _, scripts = self._sync.get()
+        args = self._increment_args(rid, field, delta, base, expires_at, now)
+        with self._errors("increment a session counter"):
+            result = scripts["increment"]([self._key(rid)], args)
+            if result[0] and (index := self._index_put(rid, result[2], expires_at)):
+                scripts["index_put"](*index)
+        if not result[0]:
+            raise SessionGone(_GONE)
+        return int(result[1])
+
+    @_outlasting_failover
+    def _delete(self, rid: str) -> None:
+        _, scripts = self._sync.get()
+        with self._errors("delete a session"):
+            scripts["delete"]([self._key(rid)], [self._inline_index, rid])
+
+    # The async twins: the same requests on the running loop's client.
+
+    @_aoutlasting_failover
+    async def _aload(self, rid: str) -> EncodedRecord | None:
+        client, _ = await self._async.get()
+        with self._errors("load a session"):
+            return _decoded(await client.hgetall(self._key(rid)))
+
+    @_aoutlasting_failover
+    async def _acreate(self, rid: str, record: EncodedRecord) -> None:
+        _, scripts = await self._async.get()
+        args = self._create_args(rid, record, time.time())
+        with self._errors("create a session"):
+            if index := self._index_put(rid, record.user_id, record.expires_at):
+                await scripts["index_put"](*index)
+            created = await scripts["create"]([self._key(rid)], args)
+        if not created:
+            raise SessionExists("a session with this id exists")
+
+    @_aoutlasting_failover
+    async def _asave(
+        self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
+    ) -> None:
+        _, scripts = await self._async.get()
+        args = self._save_args(rid, changes, expires_at, user_id, now)
+        with self._errors("save a session"):
+            if index := self._index_put(rid, user_id, expires_at):
+                await scripts["index_put"](*index)
+            result = await scripts["save"]([self._key(rid)], args)
+        if not result[0]:
+            raise SessionGone(_GONE)
+
+    @_aoutlasting_failover
+    async def _aincrement(
+        self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
+    ) -> int:
+        _, scripts = await self._async.get()
+        args = self._increment_args(rid, field, delta, base, expires_at, now)
+        with self._errors("increment a session counter"):
+            result = await scripts["increment"]([self._key(rid)], args)
+            if result[0] and (index := self._index_put(rid, result[2], expires_at)):
+                await scripts["index_put"](*index)
+        if not result[0]:
+            raise SessionGone(_GONE)
+        return int(result[1])
+
+    @_aoutlasting_failover
+    async def _adelete(self, rid: str) -> None:
+        _, scripts = await self._async.get()
+        with self._errors("delete a session"):
+            await scripts["delete"]([self._key(rid)], [self._inline_index, rid])
+
+    # ------------------------------------------------------------ users, purge, admin
+
+    @_outlasting_failover
+    def _for_user(self, user_id: str) -> list[SessionInfo]:
+        client, _ = self._sync.get()
+        with self._errors("list the sessions of a user"):
+            return admin.sessions_of(self, client, user_id)
+
+    @_outlasting_failover
+    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> int:
+        client, scripts = self._sync.get()
+        with self._errors("delete the sessions of a user"):
+            return admin.delete_sessions_of(self, client, scripts, user_id, keep_rid)
+
+    def _purge_expired(self, now: float, batch_size: int, progress: Progress | None) -> int:
+        return 0  # Redis removes expired keys itself (PEXPIREAT)
+
+    def provision(self, *, fix: bool = False) -> list[str]:
+        client, _ = self._sync.get()
+        with self._errors("load the scripts"):
+            return admin.load_scripts(client)
+
+    def drop(self, *, progress: Progress | None = None) -> None:
+        client, _ = self._sync.get()
+        with self._errors("delete this store's keys"):
+            admin.delete_keys(client, self.prefix, progress)
+
+    def check(self) -> list[CheckResult]:
+        client, _ = self._sync.get()
+        return admin.check(self, client)
+
+
+def _expiry(expires_at: float) -> tuple[float, int]:
+    """The expiry as the scripts take it: seconds (stored) and milliseconds (PEXPIREAT)."""
+    return expires_at, max(int(expires_at * 1000), 1)
+
+
+def _decoded(fields: Mapping[str, str]) -> EncodedRecord | None:
+    if "e" not in fields:
+        return None  # absent (or not a session of ours)
+    record = EncodedRecord({}, float(fields["e"]), fields.get("u"))
+    for name in fields.get("o", "").split(","):
+        if (text := fields.get(f"d:{name}")) is not None:
+            record.fields[name] = text
+        elif (count := fields.get(f"c:{name}")) is not None:
+            record.counters[name] = int(count)
+    return record
+
+
+def _close_owned(given: Any) -> Any:
+    def close(made: tuple[Any, Any]) -> None:
+        if made[0] is not given:  # an application's client stays open
+            made[0].close()
+
+    return close

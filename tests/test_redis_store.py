@@ -1,0 +1,388 @@
+"""What is Redis's own: URLs, key layout, native expiry, the per-user index on a cluster,
+checks, and faults (a stopped, frozen or restarted server; a cluster failing over).
+
+The contract, the front doors and the frameworks' suites run on both Redis deployments
+through tests/backends/redis.py and redis_cluster.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from cloudsessions import (
+    ConfigurationError,
+    SessionGone,
+    StoreUnavailable,
+    new_session_id,
+    open_store,
+    record_id,
+)
+from cloudsessions.admin import check as run_check
+from cloudsessions.admin import destroy as run_destroy
+from cloudsessions.stores.redis import RedisStore
+from cloudsessions.testing import Instrumented, RoundTrips, live
+from tests import stores
+from tests.backends import redis as backend
+from tests.services._process import free_port
+from tests.services.redis import dedicated_redis, redis_cluster
+
+standalone = stores.instrumented_fixture("redis")
+clustered = stores.instrumented_fixture("redis_cluster")
+
+
+@pytest.fixture(params=["redis", "redis_cluster"])
+def both(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Instrumented]:
+    with stores.fresh(request.param, tmp_path) as inst:
+        yield inst
+
+
+def raw(url: str) -> Any:
+    """A plain redis-py client on the server (or cluster) of a store URL."""
+    base = url.split("?", 1)[0]
+    if base.startswith("redis+cluster://"):
+        host, port = base.removeprefix("redis+cluster://").split(",")[0].split(":")
+        return redis.cluster.RedisCluster(host=host, port=int(port), decode_responses=True)
+    return redis.Redis.from_url(base, decode_responses=True)
+
+
+# --------------------------------------------------------------------- configuration
+
+
+def test_urls_name_servers_databases_and_options_without_any_connection() -> None:
+    store = open_store("redis://app:s%40cret@10.0.0.1:6380/3?prefix=web:&socket_timeout=0.5")
+    assert isinstance(store, RedisStore)
+    t = store.target
+    assert (t.cluster, t.ssl, t.nodes, t.db) == (False, False, (("10.0.0.1", 6380),), 3)
+    assert (t.username, t.password) == ("app", "s@cret")
+    assert store.options.prefix == "web:" and store.options.socket_timeout == 0.5
+    assert "s@cret" not in store.describe() and "10.0.0.1:6380/3" in store.describe()
+    assert open_store("redis://localhost").target.nodes == (("localhost", 6379),)
+    assert open_store("redis://[::1]:7000/1").target.nodes == (("::1", 7000),)
+    cluster = open_store("rediss+cluster://a:7000,b:7001?attempts=5")
+    assert isinstance(cluster, RedisStore)
+    assert cluster.target.cluster and cluster.target.ssl
+    assert cluster.target.nodes == (("a", 7000), ("b", 7001))
+    assert store._sync.peek() is None and cluster._sync.peek() is None, "nothing connects yet"
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("redis://host:port/0", "must look like redis://HOST:PORT/DB"),
+        ("redis://a:1,b:2/0", "must look like redis://HOST:PORT/DB"),
+        ("redis+cluster://a:1,b:2/3", "a cluster has only database 0"),
+        ("redis://h:1/0?prefix=", "prefix"),
+        ("redis://h:1/0?prefix=a{b}", "hash tags"),
+        ("redis://h:1/0?attempts=0", "attempts must be at least 1"),
+        ("redis://h:1/0?timeout=1", "unknown option(s) for the redis store: timeout"),
+    ],
+)
+def test_bad_urls_name_what_to_fix(url: str, words: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        open_store(url)
+    assert words in str(raised.value)
+
+
+def test_an_application_client_is_used_as_given_and_must_decode_responses(
+    standalone: Instrumented,
+) -> None:
+    base = standalone.url.split("?")[0]
+    with pytest.raises(ConfigurationError, match="decode_responses=True"):
+        open_store(base, client=redis.Redis.from_url(base))
+    client = redis.Redis.from_url(base, decode_responses=True)
+    store = open_store(f"{base}?prefix=app:", client=client)
+    session_id = new_session_id()
+    store.create(session_id, live({"a": 1}))
+    assert client.exists(f"app:s:{record_id(session_id)}") == 1
+    assert not store.native_async(), "async calls run the application's client in threads"
+    record = asyncio.run(store.aload(session_id))
+    assert record is not None and record.data == {"a": 1}
+    store.close()
+    assert client.ping(), "the store never closes an application's client"
+    store.drop()
+    client.close()
+
+
+def test_a_command_the_acl_refuses_is_a_configuration_error(standalone: Instrumented) -> None:
+    admin = raw(standalone.url)
+    admin.acl_setuser(
+        "limited", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-hset"]
+    )
+    try:
+        store = open_store(standalone.url.replace("redis://", "redis://limited:pw@"))
+        with pytest.raises(ConfigurationError, match="ACL must allow") as raised:
+            store.create(new_session_id(), live({"a": 1}))  # the script's HSET is refused
+        assert "pw" not in str(raised.value)
+        store.close()
+        wrong = open_store(standalone.url.replace("redis://", "redis://limited:nope@"))
+        with pytest.raises(ConfigurationError, match="user and password"):
+            wrong.load(new_session_id())
+        wrong.close()
+    finally:
+        admin.acl_deluser("limited")
+        admin.close()
+
+
+# ------------------------------------------------------------------------ layout
+
+
+def test_a_session_is_one_hash_that_expires_natively(both: Instrumented) -> None:
+    store, client = both.store, raw(both.url)
+    session_id = new_session_id()
+    expires_at = time.time() + 600
+    store.create(session_id, live({"a": [1]}, user_id="7"))
+    record = store.load(session_id)
+    assert record is not None
+    record.data["b"], record.expires_at = "x", expires_at
+    store.save(session_id, record, ["b"])
+    store.increment(session_id, "views", expires_at=expires_at)
+    key = f"{store.prefix}s:{record_id(session_id)}"
+    fields = client.hgetall(key)
+    assert set(fields) == {"e", "u", "o", "d:ka", "d:kb", "c:kviews"}
+    assert fields["o"] == "ka,kb,kviews", "the session's key order"
+    assert (fields["u"], fields["d:ka"], fields["c:kviews"]) == ("7", "[1]", "1")
+    # Expiry is native: the key itself expires when the session does, to the millisecond.
+    assert client.pexpiretime(key) == int(expires_at * 1000)
+    assert float(fields["e"]) == pytest.approx(expires_at, abs=0.001)
+    client.close()
+
+
+def test_an_expired_session_is_gone_from_redis_at_once(both: Instrumented) -> None:
+    store, client = both.store, raw(both.url)
+    session_id = new_session_id()
+    store.create(session_id, live({"a": 1}, user_id="7"))
+    record = store.load(session_id)
+    assert record is not None
+    record.expires_at = time.time() - 1
+    store.save(session_id, record, [])
+    assert client.exists(f"{store.prefix}s:{record_id(session_id)}") == 0
+    assert store.load(session_id) is None and store.for_user("7") == []
+    with pytest.raises(SessionGone):
+        store.save(session_id, live({"a": 2}), ["a"])
+    client.close()
+
+
+def test_purge_has_nothing_to_do(both: Instrumented) -> None:
+    both.store.create(new_session_id(), live({"a": 1}))
+    both.trips.reset()
+    assert both.store.purge_expired() == 0
+    assert both.trips.counts == (0, 0)
+
+
+# -------------------------------------------------------------- the per-user index
+
+
+def test_standalone_writes_keep_the_user_index_in_the_same_command(
+    standalone: Instrumented,
+) -> None:
+    store, trips = standalone.store, standalone.trips
+    session_id = new_session_id()
+    trips.reset()
+    store.create(session_id, live({"a": 1}, user_id="7"))
+    record = store.load(session_id)
+    assert record is not None
+    store.save(session_id, record, ["a"])
+    store.increment(session_id, "views", expires_at=time.time() + 60)
+    store.delete(session_id)
+    assert trips.writes == ["EVALSHA create", "EVALSHA save", "EVALSHA increment", "EVALSHA delete"]
+    assert store.for_user("7") == []
+
+
+def test_on_a_cluster_a_signed_in_write_also_records_the_index_first(
+    clustered: Instrumented,
+) -> None:
+    store, trips = clustered.store, clustered.trips
+    anonymous, signed_in = new_session_id(), new_session_id()
+    trips.reset()
+    store.create(anonymous, live({"a": 1}))
+    assert trips.writes == ["EVALSHA create"], "an anonymous session: one command"
+    trips.reset()
+    store.create(signed_in, live({"a": 1}, user_id="7"))
+    assert trips.writes == ["EVALSHA index_put", "EVALSHA create"]
+    trips.reset()
+    store.delete(signed_in)
+    assert trips.writes == ["EVALSHA delete"], "its index entry is dropped by for_user"
+    assert store.for_user("7") == []
+    assert raw(clustered.url).zcard(f"{store.prefix}u:7") == 0
+
+
+def test_on_a_cluster_for_user_drops_what_the_index_names_but_is_gone(
+    clustered: Instrumented,
+) -> None:
+    store, client = clustered.store, raw(clustered.url)
+    kept, deleted, moved = new_session_id(), new_session_id(), new_session_id()
+    for session_id in (kept, deleted, moved):
+        store.create(session_id, live({}, user_id="7"))
+    index = f"{store.prefix}u:7"
+    # What a crash between a session's write and its index's would leave behind:
+    client.unlink(f"{store.prefix}s:{record_id(deleted)}")
+    client.hset(f"{store.prefix}s:{record_id(moved)}", "u", "8")
+    assert client.zcard(index) == 3
+    assert [s.record_id for s in store.for_user("7")] == [record_id(kept)]
+    assert client.zrange(index, 0, -1) == [record_id(kept)], "stale entries cleaned up"
+    assert store.delete_for_user("7") == 1 and store.load(kept) is None
+    client.close()
+
+
+def test_a_users_sessions_on_many_slots_are_all_found_and_revoked(
+    clustered: Instrumented,
+) -> None:
+    store = clustered.store
+    sessions = [new_session_id() for _ in range(12)]
+    for session_id in sessions:
+        store.create(session_id, live({}, user_id="alice"))
+    slots = {redis.cluster.key_slot(f"{store.prefix}s:{record_id(s)}".encode()) for s in sessions}
+    assert len(slots) > 1
+    assert sorted(s.record_id for s in store.for_user("alice")) == sorted(map(record_id, sessions))
+    assert store.delete_for_user("alice", keep=sessions[0]) == 11
+    assert [s.record_id for s in store.for_user("alice")] == [record_id(sessions[0])]
+
+
+# ------------------------------------------------------------------------- checks
+
+
+def test_check_warns_of_eviction_and_no_persistence_without_failing(
+    standalone: Instrumented, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, client = standalone.store, raw(standalone.url)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        results = {r.name: r for r in store.check()}
+        eviction, persistence = results["eviction policy"], results["persistence"]
+        assert eviction.warning and "allkeys-lru" in eviction.detail
+        assert persistence.warning and "restart loses" in persistence.detail
+        assert results["scripts"].ok and "redis 7." in results["server"].detail
+        out = _Out()
+        assert run_check(store, out) == 0, "warnings do not fail check"
+        assert "WARN eviction policy" in out.text
+    finally:
+        client.config_set("maxmemory-policy", "noeviction")
+        client.close()
+
+
+class _Out:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_destroy_removes_only_this_stores_keys_with_progress(both: Instrumented) -> None:
+    store, client = both.store, raw(both.url)
+    other = open_store(backend.store_url(both.url.split("?")[0].removesuffix("/0")))
+    mine, theirs = new_session_id(), new_session_id()
+    store.create(mine, live({}, user_id="7"))
+    other.create(theirs, live({}))
+    out = _Out()
+    assert run_destroy(store, out, lambda question: "Type 'yes'" in question) == 0
+    assert "removed 2 record(s) so far" in out.text, "the session and its user's index"
+    assert store.load(mine) is None and store.for_user("7") == []
+    assert other.load(theirs) is not None
+    other.drop()
+    other.close()
+    client.close()
+
+
+# ------------------------------------------------------------------------- faults
+
+
+def test_a_stopped_then_restarted_server_is_unavailable_then_recovers_by_itself() -> None:
+    port = free_port()
+    store = open_store(f"redis://127.0.0.1:{port}/0?prefix=outage:&attempts=2")
+    session_id = new_session_id()
+    with dedicated_redis(port) as node:
+        store.provision()
+        store.create(session_id, live({"a": 1}))
+        node.stop()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as raised:
+            store.load(session_id)  # refused at once: no session, and no empty one
+        assert time.monotonic() - started < 2, "a refused connection fails at once"
+        assert session_id not in str(raised.value)
+        with pytest.raises(StoreUnavailable):
+            asyncio.run(store.aload(session_id))
+        node.start()  # no persistence: it comes back empty
+        assert store.load(session_id) is None
+        store.create(session_id, live({"a": 2}))
+        record = asyncio.run(_aload_and_close(store, session_id))
+        assert record is not None and record.data == {"a": 2}
+    store.close()
+
+
+async def _aload_and_close(store: Any, session_id: str) -> Any:
+    try:
+        return await store.aload(session_id)
+    finally:
+        await store.aclose()
+
+
+def test_a_server_that_stops_answering_times_out_within_the_bound() -> None:
+    with dedicated_redis() as node:
+        url = f"redis://{node.address}/0?prefix=frozen:&socket_timeout=0.5&attempts=2"
+        store = open_store(url)
+        session_id = new_session_id()
+        store.create(session_id, live({"a": 1}))
+        node.freeze()
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                store.load(session_id)
+            # one socket_timeout: a timeout is never retried (the command may have run)
+            assert time.monotonic() - started < 0.5 + 1
+        finally:
+            node.thaw()
+        record = store.load(session_id)  # the same store recovers by itself
+        assert record is not None and record.data == {"a": 1}
+        store.close()
+
+
+def test_a_cluster_failover_is_survived_by_retrying() -> None:
+    with redis_cluster() as cluster:
+        trips = RoundTrips()
+        store = open_store(
+            f"{cluster.url}?prefix=failover:&socket_timeout=1",
+            on_command=backend.counter(trips),
+        )
+        store.provision()
+        session_id = new_session_id()
+        store.create(session_id, live({"a": 1}, user_id="7"))
+        key = f"failover:s:{record_id(session_id)}"
+        master = cluster.master_for(key)
+        replicas = cluster.replicas_of(master)
+        with master.client() as client:
+            assert client.wait(1, 5000) == 1, "the replica has the session before the crash"
+        master.kill()
+        started = time.monotonic()
+        record = store.load(session_id)  # retried until the replica took over
+        waited = time.monotonic() - started
+        assert record is not None and record.data == {"a": 1}
+        assert waited < store.options.failover_timeout + 5
+        record.data["b"] = 2
+        store.save(session_id, record, ["b"])
+        cluster.wait_for_failover(master, replicas)
+        assert [s.record_id for s in store.for_user("7")] == [record_id(session_id)]
+        store.drop()
+        store.close()
+
+
+def test_a_cluster_that_stays_down_is_unavailable_within_the_failover_timeout() -> None:
+    with redis_cluster(replicas=0) as cluster:
+        store = open_store(f"{cluster.url}?prefix=down:&socket_timeout=0.5&failover_timeout=2")
+        session_id = new_session_id()
+        store.create(session_id, live({"a": 1}))
+        cluster.master_for(f"down:s:{record_id(session_id)}").kill()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.load(session_id)
+        assert time.monotonic() - started < 2 + 10, "failover_timeout, then a few timeouts"
+        store.close()
