@@ -8,7 +8,12 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SDKS = {"dynamodb": {"boto3", "aiobotocore"}, "firestore": {"google"}, "mongodb": {"pymongo"}}
+SDKS = {
+    "dynamodb": {"boto3", "aiobotocore"},
+    "firestore": {"google"},
+    "mongodb": {"pymongo"},
+    "redis": {"redis"},
+}
 
 
 def test_each_store_extra_pulls_no_other_store_sdk() -> None:
@@ -30,7 +35,7 @@ def test_importing_the_package_and_engine_loads_no_sdk_and_reads_no_settings() -
         "from cloudsessions import open_store\n"
         "open_store('sqlite:///never-created.db')\n"
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
-        "bad = loaded & {'boto3', 'botocore', 'google', 'pymongo', 'flask', 'starlette'}\n"
+        "bad = loaded & {'boto3', 'botocore', 'google', 'pymongo', 'redis', 'flask', 'starlette'}\n"
         "assert not bad, bad\n"
         "assert 'django.contrib.sessions.backends.base' not in sys.modules\n"
         "import os; assert not os.path.exists('never-created.db')\n"
