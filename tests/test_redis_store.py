@@ -109,6 +109,20 @@ def test_an_application_client_is_used_as_given_and_must_decode_responses(
     client.close()
 
 
+def test_an_application_cluster_client_makes_a_cluster_store(clustered: Instrumented) -> None:
+    client = raw(clustered.url)
+    store = open_store("redis://unused:1/0?prefix=appcluster:", client=client)
+    assert isinstance(store, RedisStore) and store.cluster
+    sessions = [new_session_id() for _ in range(4)]
+    for session_id in sessions:
+        store.create(session_id, live({}, user_id="9"))  # no CROSSSLOT: the index apart
+    assert sorted(i.record_id for i in store.for_user("9")) == sorted(map(record_id, sessions))
+    assert store.delete_for_user("9") == 4
+    store.drop()
+    store.close()
+    client.close()
+
+
 def test_a_command_the_acl_refuses_is_a_configuration_error(standalone: Instrumented) -> None:
     admin = raw(standalone.url)
     admin.acl_setuser(

@@ -20,7 +20,7 @@ def sessions_of(store: RedisStore, client: Any, user_id: str) -> list[SessionInf
     """The live sessions the user's index names: one range query; on a cluster, checked."""
     now = time.time()
     entries = client.zrange(store._index(user_id), now, "+inf", byscore=True, withscores=True)
-    if not store.target.cluster:
+    if not store.cluster:
         # Standalone: the scripts keep the index exact in the same step as each write.
         return [SessionInfo(rid, float(score), user_id) for rid, score in entries]
     # Cluster: written apart from the sessions, the index may name a session that has
@@ -40,7 +40,7 @@ def sessions_of(store: RedisStore, client: Any, user_id: str) -> list[SessionInf
 def delete_sessions_of(
     store: RedisStore, client: Any, scripts: dict[str, Any], user_id: str, keep: str | None
 ) -> int:
-    if not store.target.cluster:
+    if not store.cluster:
         return int(
             scripts["delete_for_user"]([store._index(user_id)], [store._key(""), keep or ""])
         )
@@ -118,7 +118,7 @@ def check(store: RedisStore, client: Any) -> list[CheckResult]:
             missing = _missing_scripts(master)
             detail = f"not loaded ({', '.join(missing)}): run init" if missing else "loaded"
             results.append(CheckResult("scripts", not missing, f"{where}: {detail}"))
-        if store.target.cluster:
+        if store.cluster:
             state = client.cluster_info().get("cluster_state")
             results.append(CheckResult("cluster state", state == "ok", str(state)))
         return results

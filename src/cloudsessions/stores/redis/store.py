@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
+import redis.cluster
 import redis.exceptions as rexc
 
 from ...errors import ConfigurationError, SessionExists, SessionGone, StoreUnavailable
@@ -41,7 +42,7 @@ _FAILING_OVER = (rexc.ConnectionError, rexc.ClusterDownError, rexc.TryAgainError
 
 def _failover_delays(store: RedisStore) -> Iterator[float]:
     """Sleeps between tries of a call on a cluster, until options.failover_timeout is spent."""
-    if not store.target.cluster:
+    if not store.cluster:
         return
     spent, delay = 0.0, 0.1
     while spent + delay <= store.options.failover_timeout:
@@ -134,8 +135,10 @@ class RedisStore(Store):
         self.target = target
         self.options = options
         self.prefix = options.prefix
+        # A cluster by its URL, or by the application's client it was given.
+        self.cluster = target.cluster or isinstance(options.client, redis.cluster.RedisCluster)
         # Standalone: each script keeps the user index in its own atomic step.
-        self._inline_index = "" if target.cluster else f"{self.prefix}u:"
+        self._inline_index = "" if self.cluster else f"{self.prefix}u:"
         self._sync = PerProcess(self._make_client, _close_owned(options.client))
         self._async = PerLoop(self._make_async_client)
 
