@@ -125,7 +125,6 @@ assert holder.get() is parent, "the parent keeps its own"
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_child_makes_its_own_client() -> None:
     done = subprocess.run([sys.executable, "-c", FORK_CHECK], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

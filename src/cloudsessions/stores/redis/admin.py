@@ -6,6 +6,8 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis.exceptions
+
 from ...record import CheckResult, SessionInfo
 from ...store import Progress
 from .scripts import SOURCES
@@ -127,8 +129,6 @@ def check(store: RedisStore, client: Any) -> list[CheckResult]:
 
 
 def _memory_and_persistence(master: Any, where: str) -> list[CheckResult]:
-    import redis.exceptions
-
     try:
         config = master.config_get("maxmemory-policy", "save", "appendonly")
     except redis.exceptions.ResponseError:

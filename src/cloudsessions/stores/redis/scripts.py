@@ -86,11 +86,11 @@ return 1
 
 # KEYS: session. ARGV: now_s, expires_s, expires_ms, user, index, rid, count of set
 # fields n, then n field/value pairs (d:<f>), then removed fields (bare <f>).
-# Returns {0} if the session is gone (absent, or expired by our clock), else {1, old user}.
+# Returns 0 if the session is gone (absent, or expired by our clock), else 1.
 SAVE = (
     _HELPERS
     + """
-if not live(KEYS[1], ARGV[1]) then return {0} end
+if not live(KEYS[1], ARGV[1]) then return 0 end
 local old = redis.call('HGET', KEYS[1], 'u') or ''
 local order, seen = order_of(KEYS[1])
 local n = tonumber(ARGV[7])
@@ -124,7 +124,7 @@ if ARGV[5] ~= '' then
   if old ~= '' and old ~= ARGV[4] then redis.call('ZREM', ARGV[5] .. old, ARGV[6]) end
   if ARGV[4] ~= '' then index_put(ARGV[5] .. ARGV[4], ARGV[6], ARGV[2], ARGV[3], ARGV[1]) end
 end
-return {1, old}
+return 1
 """
 )
 
@@ -155,12 +155,12 @@ return {1, value, user}
 """
 )
 
-# KEYS: session. ARGV: index, rid. Returns the user id it had ("" if none or absent).
+# KEYS: session. ARGV: index ("" on a cluster: for_user drops the entry), rid.
 DELETE = """
 local user = redis.call('HGET', KEYS[1], 'u') or ''
 redis.call('UNLINK', KEYS[1])
 if ARGV[1] ~= '' and user ~= '' then redis.call('ZREM', ARGV[1] .. user, ARGV[2]) end
-return user
+return 1
 """
 
 # Cluster only, before a signed-in session's write. KEYS: the user's index.

@@ -199,13 +199,13 @@ class RedisStore(Store):
         return [now, *_expiry(expires_at), field, delta, base, self._inline_index, rid]
 
     def _index_put(
-        self, rid: str, user_id: str | None, expires_at: float
+        self, rid: str, user_id: str | None, expires_at: float, now: float
     ) -> tuple[list[str], list[Any]] | None:
         """Cluster only: the index_put call that goes before a signed-in session's write, so
         the index never misses a live session."""
         if not user_id or self._inline_index:
             return None
-        return [self._index(user_id)], [rid, *_expiry(expires_at), time.time()]
+        return [self._index(user_id)], [rid, *_expiry(expires_at), now]
 
     # --------------------------------------------------------------------- contract
 
@@ -218,9 +218,10 @@ class RedisStore(Store):
     @_outlasting_failover
     def _create(self, rid: str, record: EncodedRecord) -> None:
         _, scripts = self._sync.get()
-        args = self._create_args(rid, record, time.time())
+        now = time.time()
+        args = self._create_args(rid, record, now)
         with self._errors("create a session"):
-            if index := self._index_put(rid, record.user_id, record.expires_at):
+            if index := self._index_put(rid, record.user_id, record.expires_at, now):
                 scripts["index_put"](*index)
             created = scripts["create"]([self._key(rid)], args)
         if not created:
@@ -233,10 +234,10 @@ class RedisStore(Store):
         _, scripts = self._sync.get()
         args = self._save_args(rid, changes, expires_at, user_id, now)
         with self._errors("save a session"):
-            if index := self._index_put(rid, user_id, expires_at):
+            if index := self._index_put(rid, user_id, expires_at, now):
                 scripts["index_put"](*index)
-            result = scripts["save"]([self._key(rid)], args)
-        if not result[0]:
+            saved = scripts["save"]([self._key(rid)], args)
+        if not saved:
             raise SessionGone(_GONE)
 
     @_outlasting_failover
@@ -247,7 +248,7 @@ class RedisStore(Store):
         args = self._increment_args(rid, field, delta, base, expires_at, now)
         with self._errors("increment a session counter"):
             result = scripts["increment"]([self._key(rid)], args)
-            if result[0] and (index := self._index_put(rid, result[2], expires_at)):
+            if result[0] and (index := self._index_put(rid, result[2], expires_at, now)):
                 scripts["index_put"](*index)
         if not result[0]:
             raise SessionGone(_GONE)
@@ -270,9 +271,10 @@ class RedisStore(Store):
     @_aoutlasting_failover
     async def _acreate(self, rid: str, record: EncodedRecord) -> None:
         _, scripts = await self._async.get()
-        args = self._create_args(rid, record, time.time())
+        now = time.time()
+        args = self._create_args(rid, record, now)
         with self._errors("create a session"):
-            if index := self._index_put(rid, record.user_id, record.expires_at):
+            if index := self._index_put(rid, record.user_id, record.expires_at, now):
                 await scripts["index_put"](*index)
             created = await scripts["create"]([self._key(rid)], args)
         if not created:
@@ -285,10 +287,10 @@ class RedisStore(Store):
         _, scripts = await self._async.get()
         args = self._save_args(rid, changes, expires_at, user_id, now)
         with self._errors("save a session"):
-            if index := self._index_put(rid, user_id, expires_at):
+            if index := self._index_put(rid, user_id, expires_at, now):
                 await scripts["index_put"](*index)
-            result = await scripts["save"]([self._key(rid)], args)
-        if not result[0]:
+            saved = await scripts["save"]([self._key(rid)], args)
+        if not saved:
             raise SessionGone(_GONE)
 
     @_aoutlasting_failover
@@ -299,7 +301,7 @@ class RedisStore(Store):
         args = self._increment_args(rid, field, delta, base, expires_at, now)
         with self._errors("increment a session counter"):
             result = await scripts["increment"]([self._key(rid)], args)
-            if result[0] and (index := self._index_put(rid, result[2], expires_at)):
+            if result[0] and (index := self._index_put(rid, result[2], expires_at, now)):
                 await scripts["index_put"](*index)
         if not result[0]:
             raise SessionGone(_GONE)
