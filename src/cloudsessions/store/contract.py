@@ -115,7 +115,7 @@ class Store(abc.ABC):
         keep_rid = (
             session_ids.record_id(keep) if keep and session_ids.is_valid_session_id(keep) else None
         )
-        return self._delete_for_user(str(user_id), keep_rid)
+        return len(self._delete_for_user(str(user_id), keep_rid))
 
     # ---------------------------------------------------------------- public (async)
 
@@ -235,7 +235,9 @@ class Store(abc.ABC):
     def _for_user(self, user_id: str) -> list[SessionInfo]: ...
 
     @abc.abstractmethod
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> int: ...
+    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+        """Delete the user's sessions but keep_rid; returns the record ids it deleted (a
+        cache in front invalidates exactly those)."""
 
     def record_size(self, record: EncodedRecord) -> int:
         """Bytes the store will count against its item limit; stores refine it."""

@@ -229,13 +229,12 @@ class SQLiteStore(Store):
         ).fetchall()
         return [SessionInfo(rid, expires_at, user_id) for rid, expires_at in rows]
 
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> int:
-        cursor = self._execute(
-            "delete the sessions of a user",
-            f"DELETE FROM {self.table} WHERE user_id = ? AND id IS NOT ?",
-            (user_id, keep_rid),
-        )
-        return max(cursor.rowcount, 0)
+    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+        sql = f"DELETE FROM {self.table} WHERE user_id = ? AND id IS NOT ? RETURNING id"
+        with self._errors("delete the sessions of a user"):
+            # The statement runs to its end as its rows are fetched.
+            rows = self._connections.get().execute(sql, (user_id, keep_rid)).fetchall()
+        return [rid for (rid,) in rows]
 
     # ------------------------------------------------------------------ operations
 

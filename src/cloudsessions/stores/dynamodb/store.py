@@ -321,11 +321,11 @@ class DynamoDBStore(Store):
         found = (self._requests.session_info(item, user_id) for item in self._user_items(user_id))
         return [info for info in found if info is not None]
 
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> int:
+    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
         rids = (self._requests.record_id(item) for item in self._user_items(user_id))
         doomed = [rid for rid in rids if rid != keep_rid]
         self.delete_records(doomed)
-        return len(doomed)
+        return doomed
 
     def delete_records(self, rids: list[str]) -> None:
         """BatchWriteItem, 25 records a call."""

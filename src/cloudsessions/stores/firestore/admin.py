@@ -40,10 +40,10 @@ def for_user(store: FirestoreStore, user_id: str) -> list[SessionInfo]:
     return sessions
 
 
-def delete_for_user(store: FirestoreStore, user_id: str, keep_rid: str | None) -> int:
+def delete_for_user(store: FirestoreStore, user_id: str, keep_rid: str | None) -> list[str]:
     refs = [s.reference for s in _user_documents(store, user_id) if s.id != keep_rid]
     _delete_refs(store, refs, "delete the sessions of a user")
-    return len(refs)
+    return [ref.id for ref in refs]
 
 
 def _collection(store: FirestoreStore) -> Any:

@@ -199,9 +199,18 @@ class MongoDBStore(Store):
             found = self._collection().find(requests.of_user(user_id), requests.INFO_PROJECTION)
             return requests.session_infos(found, user_id)
 
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> int:
+    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+        # Listed first, then deleted by id: the caller learns which records went (a cache
+        # in front invalidates those); a session signed in meanwhile is not revoked.
         with self._errors("delete the sessions of a user"):
-            return self._collection().delete_many(requests.of_user(user_id, keep_rid)).deleted_count
+            collection = self._collection()
+            rids = [
+                doc["_id"]
+                for doc in collection.find(requests.of_user(user_id, keep_rid), {"_id": 1})
+            ]
+            if rids:
+                collection.delete_many({"_id": {"$in": rids}, "user_id": user_id})
+        return rids
 
     def record_size(self, record: EncodedRecord) -> int:
         return requests.bson_size(record)

@@ -41,17 +41,16 @@ def sessions_of(store: RedisStore, client: Any, user_id: str) -> list[SessionInf
 
 def delete_sessions_of(
     store: RedisStore, client: Any, scripts: dict[str, Any], user_id: str, keep: str | None
-) -> int:
+) -> list[str]:
     if not store.cluster:
-        return int(
-            scripts["delete_for_user"]([store._index(user_id)], [store._key(""), keep or ""])
-        )
-    removed = 0
+        removed = scripts["delete_for_user"]([store._index(user_id)], [store._key(""), keep or ""])
+        return list(removed)
+    removed = []
     for info in sessions_of(store, client, user_id):
         if info.record_id != keep:
             scripts["delete"]([store._key(info.record_id)], ["", info.record_id])
             client.zrem(store._index(user_id), info.record_id)  # or for_user drops it later
-            removed += 1
+            removed.append(info.record_id)
     return removed
 
 

@@ -176,10 +176,12 @@ return 1
 # Standalone only. KEYS: a user's index. ARGV: session key prefix, rid to keep ("" = none).
 # Deletes the user's sessions but `keep`; returns how many were live.
 DELETE_FOR_USER = """
-local removed = 0
+local removed = {}
 for _, rid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if rid ~= ARGV[2] then
-    removed = removed + redis.call('UNLINK', ARGV[1] .. rid)
+    if redis.call('UNLINK', ARGV[1] .. rid) == 1 then
+      removed[#removed + 1] = rid
+    end
     redis.call('ZREM', KEYS[1], rid)
   end
 end

@@ -322,7 +322,7 @@ class RedisStore(Store):
             return admin.sessions_of(self, client, user_id)
 
     @_outlasting_failover
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> int:
+    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
         client, scripts = self._sync.get()
         with self._errors("delete the sessions of a user"):
             return admin.delete_sessions_of(self, client, scripts, user_id, keep_rid)
