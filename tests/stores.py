@@ -7,6 +7,9 @@ Each store has a module in tests/backends/ defining:
         a store for that URL whose round trips are counted at the SDK level
 Suites run against every store in ORDER that has a module; CLOUDSESSIONS_TEST_STORES
 (comma-separated) narrows that for local work.
+
+CACHED names stores with cache tiers in front (cloudsessions.cache): the contract suite and
+Django's mixin run on them too, with the round trips of the store behind the cache counted.
 """
 
 from __future__ import annotations
@@ -30,20 +33,30 @@ __all__ = ["HOUR", "Instrumented", "RoundTrips", "expired", "live"]
 
 ORDER = ["sqlite", "dynamodb", "firestore", "mongodb", "redis", "redis_cluster"]
 
+# name -> (the store behind, the CACHE setting; "redis" = the test Redis, with a prefix).
+# Each tier on its own, and both with the channel.
+CACHED: dict[str, tuple[str, dict[str, Any]]] = {
+    "sqlite_local": ("sqlite", {"max_staleness": 30}),
+    "mongodb_shared": ("mongodb", {"redis": True}),
+    "dynamodb_tiered": ("dynamodb", {"redis": True, "max_staleness": 30}),
+}
 
-def _available() -> list[str]:
+
+def _available() -> tuple[list[str], list[str]]:
     names = [n for n in ORDER if importlib.util.find_spec(f"tests.backends.{n}") is not None]
+    cached = [n for n, (base, _) in CACHED.items() if base in names]
     wanted = os.environ.get("CLOUDSESSIONS_TEST_STORES")
     if wanted:
         chosen = [n.strip() for n in wanted.split(",") if n.strip()]
-        unknown = set(chosen) - set(names)
+        unknown = set(chosen) - set(names) - set(cached)
         if unknown:
             raise RuntimeError(f"CLOUDSESSIONS_TEST_STORES names unknown stores: {unknown}")
         names = [n for n in names if n in chosen]
-    return names
+        cached = [n for n in cached if n in chosen]
+    return names, cached
 
 
-STORE_NAMES = _available()
+STORE_NAMES, CACHED_NAMES = _available()
 
 _services = contextlib.ExitStack()
 _counter = itertools.count()
@@ -74,18 +87,35 @@ def started(name: str, server: Callable[[], contextlib.AbstractContextManager[An
 
 
 def store_url(name: str, folder: Path) -> str:
-    """The URL of a fresh, empty store of kind `name` (starting its server if needed)."""
-    url: str = backend(name).url(folder, _services)
+    """The URL of a fresh, empty store of kind `name` (starting its server if needed); for a
+    CACHED name, of the store behind the cache."""
+    url: str = backend(CACHED.get(name, (name,))[0]).url(folder, _services)
     return url
+
+
+def cache_setting(name: str) -> dict[str, Any] | None:
+    """The CACHE setting of a CACHED store (its own key prefix on the test Redis), else None."""
+    if name not in CACHED:
+        return None
+    setting = dict(CACHED[name][1])
+    if setting.pop("redis", False):
+        setting["redis"] = backend("redis").server_url(_services) + "/0"
+        setting["prefix"] = unique_name("cache") + ":"
+    return setting
 
 
 def open_instrumented(name: str, folder: Path) -> Instrumented:
     url = store_url(name, folder)
     trips = RoundTrips()
-    module = backend(name)
+    module = backend(CACHED.get(name, (name,))[0])
     store: Store = module.instrument(url, trips)
+    cache = cache_setting(name)
+    if cache is not None:
+        from cloudsessions.cache import CachedStore
+
+        store = CachedStore(store, cache)
     purges, checks = (getattr(module, name, False) for name in ("PURGE_BY_TTL", "INDEX_APART"))
-    return Instrumented(store, trips, url, purges, checks)
+    return Instrumented(store, trips, url, purges, checks, cached=cache is not None)
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
 from .policy import Cookie, Policy, check_refresh_after
-from .registry import default_store_url, shared_store
+from .registry import checked_cache, configured_store
 from .server_session import ServerSession
 from .session import SessionState
 from .store import Store
@@ -58,6 +58,8 @@ class SessionMiddleware:
 
     store: a store URL or a Store object (default: $CLOUDSESSIONS_STORE, else SQLite);
     options: store options merged over the URL's.
+    cache: cache tiers in front of the store (see cloudsessions.cache), e.g.
+        {"redis": "redis://cache:6379/0", "max_staleness": 1.0}.
     lifetime: seconds a record lives after its last write (default: max_age, or 14 days
         when max_age is None: a record needs an expiry even when its cookie has none).
     refresh_after: the fraction of the lifetime after which a request that changed nothing
@@ -82,6 +84,7 @@ class SessionMiddleware:
         *,
         store: str | Store | None = None,
         options: Mapping[str, Any] | None = None,
+        cache: Mapping[str, Any] | str | None = None,
         lifetime: float | None = None,
         refresh_after: float | None = 0.1,
         user_id_key: str | None = "_user_id",
@@ -95,6 +98,7 @@ class SessionMiddleware:
         self.app = app
         self._store_setting = store
         self._options = dict(options or {})
+        self._cache = checked_cache(cache, "cache")
         self.session_cookie = session_cookie
         self.max_age = max_age
         self.path = path
@@ -120,9 +124,7 @@ class SessionMiddleware:
     @functools.cached_property
     def store(self) -> Store:
         """The store, created on first use and shared by every request of this process."""
-        if isinstance(self._store_setting, Store):
-            return self._store_setting
-        return shared_store(self._store_setting or default_store_url(), self._options)
+        return configured_store(self._store_setting, self._options, self._cache)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):

@@ -14,6 +14,7 @@ Configuration (``app.config``, read by init_app; see docs/frameworks.md):
     CLOUDSESSIONS_STORE            a store URL or a Store object (default: $CLOUDSESSIONS_STORE,
                                    else an SQLite file)
     CLOUDSESSIONS_OPTIONS          store options, merged over the URL's query options
+    CLOUDSESSIONS_CACHE            cache tiers in front of the store (see cloudsessions.cache)
     CLOUDSESSIONS_USER_ID_KEY      the session key recorded as the user id ("_user_id",
                                    Flask-Login's); None records none
     CLOUDSESSIONS_ROTATE_ON_LOGIN  a change of that key moves the session to a new id (True)
@@ -45,7 +46,7 @@ from werkzeug.exceptions import InternalServerError
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
 from .policy import Cookie, Policy, Values, check_refresh_after
-from .registry import default_store_url, shared_store
+from .registry import checked_cache, configured_store
 from .server_session import ServerSession
 from .session import SessionState
 from .store import Store
@@ -58,6 +59,7 @@ PREFIX = "CLOUDSESSIONS_"
 DEFAULTS: dict[str, Any] = {
     "CLOUDSESSIONS_STORE": None,
     "CLOUDSESSIONS_OPTIONS": {},
+    "CLOUDSESSIONS_CACHE": None,
     "CLOUDSESSIONS_USER_ID_KEY": "_user_id",  # flask_login's session key
     "CLOUDSESSIONS_ROTATE_ON_LOGIN": True,
     "CLOUDSESSIONS_REFRESH_AFTER": 0.1,
@@ -138,6 +140,7 @@ class CloudSessionInterface(SessionInterface):
                 raise ConfigurationError(f"{flag} must be True or False")
         self._store_setting: str | Store | None = store
         self._options = dict(options)
+        self._cache = checked_cache(settings["CLOUDSESSIONS_CACHE"], "CLOUDSESSIONS_CACHE")
         self.user_id_key: str | None = user_id_key
         self.rotate_on_login: bool = settings["CLOUDSESSIONS_ROTATE_ON_LOGIN"]
         self.refresh_after = check_refresh_after(
@@ -151,9 +154,7 @@ class CloudSessionInterface(SessionInterface):
     @functools.cached_property
     def store(self) -> Store:
         """The store, created on first use and shared by every request of this process."""
-        if isinstance(self._store_setting, Store):
-            return self._store_setting
-        return shared_store(self._store_setting or default_store_url(), self._options)
+        return configured_store(self._store_setting, self._options, self._cache)
 
     @functools.cached_property
     def values(self) -> TaggedValues:

@@ -109,9 +109,53 @@ def shared_store(url: str = DEFAULT_STORE_URL, options: Mapping[str, Any] | None
     return store
 
 
+def checked_cache(cache: Any, setting: str) -> Mapping[str, Any] | str | None:
+    """A CACHE setting, checked now (no network): a mapping of cache options, a URL, None."""
+    if cache:
+        from .cache import cache_options
+
+        try:
+            cache_options(cache)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{setting}: {exc}") from None
+    return cache or None
+
+
+_cached: dict[tuple[int, tuple[tuple[str, object], ...]], Store] = {}
+
+
+def configured_store(
+    store: str | Store | None,
+    options: Mapping[str, Any] | None = None,
+    cache: Mapping[str, Any] | str | None = None,
+) -> Store:
+    """A front door's store from its settings: a Store as given, else the shared store of a
+    URL (default: default_store_url()); with the CACHE setting's tiers in front, if any.
+
+    One per process and configuration: the cache tiers too, so every request shares them.
+    """
+    base = (
+        store if isinstance(store, Store) else shared_store(store or default_store_url(), options)
+    )
+    if not cache:
+        return base
+    from .cache import CachedStore  # imported only when a cache is configured
+
+    items = {"redis": cache} if isinstance(cache, str) else dict(cache)
+    with _shared_lock:
+        key = (id(base), tuple(sorted((k, _option_key(v)) for k, v in items.items())))
+        cached = _cached.get(key)
+        if cached is None:
+            cached = _cached[key] = CachedStore(base, items)
+            _held.append(base)
+            _held.extend(v for v in items.values() if not _primitive(v))
+    return cached
+
+
 def close_shared_stores() -> None:
     with _shared_lock:
-        for store in _shared.values():
+        for store in [*_cached.values(), *_shared.values()]:
             store.close()
         _shared.clear()
+        _cached.clear()
         _held.clear()

@@ -22,11 +22,12 @@ class _OnStore(SessionTestsMixin, SimpleTestCase):
         super().setUpClass()
         folder = Path(cls.enterClassContext(tempfile.TemporaryDirectory()))
         url = stores.store_url(cls.store_name, folder)
-        cls.enterClassContext(override_settings(CLOUDSESSIONS={"STORE": url}))
+        setting = {"STORE": url, "CACHE": stores.cache_setting(cls.store_name)}
+        cls.enterClassContext(override_settings(CLOUDSESSIONS=setting))
         cls.addClassCleanup(close_shared_stores)
 
 
-for _name in stores.STORE_NAMES:
+for _name in stores.STORE_NAMES + stores.CACHED_NAMES:
     _cls = type(f"TestDjangoMixinOn{_name.title()}", (_OnStore,), {"store_name": _name})
     globals()[_cls.__name__] = _cls
 del _OnStore, _cls

@@ -11,11 +11,11 @@ from django.dispatch import receiver
 
 from ..errors import ConfigurationError
 from ..outage import DEFAULT_RETRY_AFTER, check_retry_after
-from ..registry import default_store_url, shared_store
+from ..registry import checked_cache, configured_store, default_store_url
 from ..store import Store
 
 SETTING = "CLOUDSESSIONS"
-KNOWN = {"STORE", "OPTIONS", "USER_ID_KEY", "ROTATE_ON_LOGIN", "RETRY_AFTER"}
+KNOWN = {"STORE", "OPTIONS", "CACHE", "USER_ID_KEY", "ROTATE_ON_LOGIN", "RETRY_AFTER"}
 DEFAULT_USER_ID_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 
 
@@ -42,6 +42,7 @@ class Config:
         if not isinstance(options, Mapping):
             raise ConfigurationError(f"settings.{SETTING}['OPTIONS'] must be a dict")
         self.options: dict[str, Any] = dict(options)
+        self.cache = checked_cache(raw.get("CACHE"), f"settings.{SETTING}['CACHE']")
         self.user_id_key: str = raw.get("USER_ID_KEY", DEFAULT_USER_ID_KEY)
         rotate = raw.get("ROTATE_ON_LOGIN", True)
         if not isinstance(rotate, bool):
@@ -52,9 +53,7 @@ class Config:
         )
 
     def store(self) -> Store:
-        if self.store_object is not None:
-            return self.store_object
-        return shared_store(self.store_url, self.options)
+        return configured_store(self.store_object or self.store_url, self.options, self.cache)
 
 
 _config: Config | None = None

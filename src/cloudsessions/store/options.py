@@ -11,9 +11,12 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -27,7 +30,7 @@ class StoreOptions:
     max_record_bytes: int | None = None
 
 
-Opts = TypeVar("Opts", bound=StoreOptions)
+Opts = TypeVar("Opts", bound="DataclassInstance")  # a store's options, or the cache's
 
 
 def parse_options(options_type: type[Opts], kind: str, values: Mapping[str, Any]) -> Opts:

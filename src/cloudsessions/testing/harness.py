@@ -44,7 +44,8 @@ class Instrumented:
     nothing to do and returns 0. `index_apart`: the store keeps its per-user index apart
     from the sessions (a Redis Cluster, where they live in other slots): a write of a
     signed-in session costs one more command (the index, first), and for_user() reads each
-    session its index names, one read each.
+    session its index names, one read each. `cached`: cache tiers sit in front of the store
+    (cloudsessions.cache) and `trips` counts the store's: a read may be served without one.
     """
 
     store: Store
@@ -52,6 +53,7 @@ class Instrumented:
     url: str = ""
     purges_by_ttl: bool = False
     index_apart: bool = False
+    cached: bool = False
 
 
 def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:

@@ -93,8 +93,10 @@ class RecordContract(Fixtures):
         assert record is not None and record.data == {"a": 1}
 
     def test_each_operation_costs_exactly_its_round_trip_budget(
-        self, store: Store, trips: RoundTrips, session_id: str
+        self, instrumented: Instrumented, store: Store, trips: RoundTrips, session_id: str
     ) -> None:
+        # Behind a cache, create writes through: the load after it reads no store.
+        load_reads = 0 if instrumented.cached else 1
 
         trips.reset()
         store.create(session_id, live({"a": 1, "b": "x"}))
@@ -103,7 +105,7 @@ class RecordContract(Fixtures):
         trips.reset()
         record = store.load(session_id)
         assert record is not None and record.data == {"a": 1, "b": "x"}
-        assert trips.counts == (1, 0), "load: one read"
+        assert trips.counts == (load_reads, 0), "load: one read (none behind a cache)"
 
         trips.reset()
         record.data["a"] = 2
@@ -353,8 +355,15 @@ class RecordContract(Fixtures):
 
     @pytest.mark.parametrize("loop", event_loops())
     def test_async_twins_keep_the_same_contract(
-        self, store: Store, trips: RoundTrips, session_id: str, loop: str
+        self,
+        instrumented: Instrumented,
+        store: Store,
+        trips: RoundTrips,
+        session_id: str,
+        loop: str,
     ) -> None:
+        # Behind a cache, the load after the create is served by the cache.
+        reads = 3 if instrumented.cached else 4
         trips.reset()
 
         async def work() -> None:
@@ -372,7 +381,7 @@ class RecordContract(Fixtures):
             with pytest.raises(SessionGone):
                 await store.asave(session_id, record, ["b"])
             assert await store.aload(session_id) is None
-            assert trips.counts == (4, 5)
+            assert trips.counts == (reads, 5)
             assert await store.aload("not a session id") is None
             await store.aclose()
 
