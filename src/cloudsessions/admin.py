@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import CloudSessionsError
+from .registry import open_store
 from .store import Store
 
 Confirm = Callable[[str], bool]
@@ -39,6 +40,12 @@ def add_parsers(sub: argparse._SubParsersAction[Any], *, store_required: bool) -
             required=store_required,
             help="store URL, e.g. sqlite:///sessions.db or dynamodb://TABLE?region=eu-west-1",
         )
+        op.add_argument(
+            "--cache",
+            metavar="REDIS_URL",
+            help="the Redis of a shared cache in front of the store: init loads its scripts,"
+            " check pings it, destroy empties it (Django: with --store; else the settings')",
+        )
         if name == "init":
             op.add_argument(
                 "--fix",
@@ -49,6 +56,16 @@ def add_parsers(sub: argparse._SubParsersAction[Any], *, store_required: bool) -
             op.add_argument("--batch-size", type=int, default=500, help="records per batch")
         if name == "destroy":
             op.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def opened(url: str, cache: str | None = None) -> Store:
+    """The store of `url`, behind the shared cache on the Redis `cache` if one is given."""
+    store = open_store(url)
+    if not cache:
+        return store
+    from .cache import CachedStore
+
+    return CachedStore(store, cache)
 
 
 def run(store: Store, args: argparse.Namespace, out: Writer, confirm: Confirm) -> int:

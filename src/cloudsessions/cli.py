@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from . import admin
 from .errors import CloudSessionsError
-from .registry import DEFAULT_STORE_URL, open_store
+from .registry import DEFAULT_STORE_URL
 
 FRAMEWORKS = ("django", "flask", "asgi")
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import serve
 
             return serve(args.framework, args.store, args.host, args.port)
-        store = open_store(args.store)
+        store = admin.opened(args.store, args.cache)
     except CloudSessionsError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

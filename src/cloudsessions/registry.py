@@ -141,7 +141,7 @@ def configured_store(
         return base
     from .cache import CachedStore  # imported only when a cache is configured
 
-    items = {"redis": cache} if isinstance(cache, str) else dict(cache)
+    items = {"redis": cache} if isinstance(cache, str) else {k.lower(): v for k, v in cache.items()}
     with _shared_lock:
         key = (id(base), tuple(sorted((k, _option_key(v)) for k, v in items.items())))
         cached = _cached.get(key)

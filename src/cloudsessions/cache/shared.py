@@ -33,7 +33,7 @@ import redis.exceptions
 
 from ..record import CheckResult, EncodedRecord
 from ..store import PerLoop, PerProcess, StoreURL, parse_options
-from ..stores.redis.admin import delete_keys
+from ..stores.redis.admin import delete_keys, load_scripts
 from ..stores.redis.clients import Target, async_client, sync_client
 from ..stores.redis.options import RedisOptions
 from .options import CacheOptions
@@ -138,6 +138,10 @@ class SharedTier:
     async def aclose(self) -> None:
         await self._async.aclose()
 
+    def provision(self) -> list[str]:
+        """Load the scripts, so no request pays for a SCRIPT LOAD (cloudsessions init)."""
+        return [f"cache: {done}" for done in load_scripts(self.client(), _SOURCES)]
+
     def drop(self) -> None:
         """Delete every key of this cache (cloudsessions destroy, tests)."""
         with contextlib.suppress(redis.exceptions.RedisError):  # a cache entry expires anyway
@@ -227,17 +231,15 @@ class SharedTier:
             self._keep_pending(rids)
             return
         client, scripts = self._sync.get()
-        try:
-            if len(rids) == 1:
-                self._send(client, scripts, rids[0])
-            else:  # a pipeline loads its scripts first: one more round trip, worth it here
-                pipe = client.pipeline(transaction=False)
-                for rid in rids:
-                    self._send(pipe, scripts, rid)
-                pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            self._keep_pending(rids)
-            self._failed("invalidate", exc)
+        # One call per record: a cluster client pipelines no scripts, and revoking many
+        # sessions at once ("log out everywhere") is rare.
+        for n, rid in enumerate(rids):
+            try:
+                self._send(client, scripts, rid)
+            except redis.exceptions.RedisError as exc:
+                self._keep_pending(rids[n:])
+                self._failed("invalidate", exc)
+                return
 
     def _send(self, client: Any, scripts: dict[str, Any], rid: str) -> Any:
         """The invalidation of one record (a publish alone if there is no shared tier)."""
@@ -281,18 +283,14 @@ class SharedTier:
         if not self.usable():
             self._keep_pending(rids)
             return
-        try:
-            client, scripts = await self._async.get()
-            if len(rids) == 1:
-                await self._send(client, scripts, rids[0])
-            else:
-                pipe = client.pipeline(transaction=False)
-                for rid in rids:
-                    await self._send(pipe, scripts, rid)
-                await pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            self._keep_pending(rids)
-            self._failed("invalidate", exc)
+        for n, rid in enumerate(rids):
+            try:
+                client, scripts = await self._async.get()
+                await self._send(client, scripts, rid)
+            except redis.exceptions.RedisError as exc:
+                self._keep_pending(rids[n:])
+                self._failed("invalidate", exc)
+                return
 
     async def _aflushed(self) -> bool:
         if self._pending:
@@ -311,5 +309,8 @@ class SharedTier:
         return Read(None, token or "")
 
 
+_SOURCES = {"fill": _FILL, "inv": _INVALIDATE}
+
+
 def _scripts(client: Any) -> dict[str, Any]:
-    return {"fill": client.register_script(_FILL), "inv": client.register_script(_INVALIDATE)}
+    return {name: client.register_script(source) for name, source in _SOURCES.items()}

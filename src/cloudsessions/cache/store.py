@@ -259,7 +259,8 @@ class CachedStore(Store):
         return self.store._purge_expired(now, batch_size, progress)
 
     def provision(self, *, fix: bool = False) -> list[str]:
-        return self.store.provision(fix=fix)
+        done = self.store.provision(fix=fix)
+        return done + (self.shared.provision() if self.shared is not None else [])
 
     def drop(self, *, progress: Progress | None = None) -> None:
         self.store.drop(progress=progress)

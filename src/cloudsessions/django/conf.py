@@ -43,6 +43,7 @@ class Config:
             raise ConfigurationError(f"settings.{SETTING}['OPTIONS'] must be a dict")
         self.options: dict[str, Any] = dict(options)
         self.cache = checked_cache(raw.get("CACHE"), f"settings.{SETTING}['CACHE']")
+        self._store: Store | None = None
         self.user_id_key: str = raw.get("USER_ID_KEY", DEFAULT_USER_ID_KEY)
         rotate = raw.get("ROTATE_ON_LOGIN", True)
         if not isinstance(rotate, bool):
@@ -53,7 +54,12 @@ class Config:
         )
 
     def store(self) -> Store:
-        return configured_store(self.store_object or self.store_url, self.options, self.cache)
+        # Looked up once: every request asks, and the answer holds until settings change.
+        if self._store is None:
+            self._store = configured_store(
+                self.store_object or self.store_url, self.options, self.cache
+            )
+        return self._store
 
 
 _config: Config | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
@@ -61,25 +62,21 @@ def _masters(client: Any) -> list[Any]:
     return [client]
 
 
-def _missing_scripts(master: Any) -> list[str]:
-    shas = [script.sha for script in _scripts(master)]
-    return [name for name, ok in zip(SOURCES, master.script_exists(*shas), strict=True) if not ok]
+def _missing_scripts(master: Any, sources: Mapping[str, str] = SOURCES) -> list[str]:
+    shas = [master.register_script(source).sha for source in sources.values()]
+    return [name for name, ok in zip(sources, master.script_exists(*shas), strict=True) if not ok]
 
 
-def load_scripts(client: Any) -> list[str]:
+def load_scripts(client: Any, sources: Mapping[str, str] = SOURCES) -> list[str]:
     """Load the scripts on every master, so no request pays for a SCRIPT LOAD."""
     loaded = []
     for master in _masters(client):
-        missing = _missing_scripts(master)
+        missing = _missing_scripts(master, sources)
         for name in missing:
-            master.script_load(SOURCES[name])
+            master.script_load(sources[name])
         if missing:
             loaded.append(f"loaded {len(missing)} script(s) on {_address(master)}")
     return loaded
-
-
-def _scripts(client: Any) -> list[Any]:
-    return [client.register_script(source) for source in SOURCES.values()]
 
 
 def _address(client: Any) -> str:

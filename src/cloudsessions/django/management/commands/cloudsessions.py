@@ -10,7 +10,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from .... import admin
-from ....registry import open_store
 from ...conf import config
 
 
@@ -23,7 +22,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options.get("store"):
-            with contextlib.closing(open_store(options["store"])) as store:
+            opened = admin.opened(options["store"], options.get("cache"))
+            with contextlib.closing(opened) as store:
                 status = admin.run(store, argparse.Namespace(**options), self.stdout, admin.ask)
         else:
             status = admin.run(
