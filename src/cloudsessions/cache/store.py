@@ -65,8 +65,12 @@ class CachedStore(Store):
         self.shared = None
         self.channel = None
         if self.options.redis:
-            from .shared import SharedTier  # imports redis-py: only for a Redis-backed cache
-
+            try:
+                from .shared import SharedTier  # imports redis-py: only for a Redis cache
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "a cache on Redis needs redis-py: pip install 'cloudsessions[redis]'"
+                ) from exc
             self.shared = SharedTier(self.options)
             if self.local is not None and self.options.channel_name:
                 from .channel import Channel
