@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import redis.exceptions
+from .shared import FAILURES
 
 logger = logging.getLogger("cloudsessions")
 
@@ -71,7 +71,7 @@ class Channel:
             try:
                 self._listen()
                 failures = 0
-            except (redis.exceptions.RedisError, OSError) as exc:
+            except FAILURES as exc:
                 self.joined.clear()
                 if failures == 0:
                     logger.warning(

@@ -31,6 +31,7 @@ from typing import Any
 
 import redis.exceptions
 
+from ..errors import StoreUnavailable
 from ..record import CheckResult, EncodedRecord
 from ..store import PerLoop, PerProcess, StoreURL, parse_options
 from ..stores.redis.admin import delete_keys, load_scripts
@@ -40,6 +41,9 @@ from .options import CacheOptions
 
 logger = logging.getLogger("cloudsessions")
 
+# What a cache that is down, slow or unreachable raises (a cluster client that cannot map
+# its slots raises the second, which is no RedisError).
+FAILURES = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
 # A token outlives any read under way by far (reads time out in seconds).
 _TOKEN_TTL_MS = 15 * 60 * 1000
 # The cache answers in well under a millisecond, or not at all: fail fast to the store.
@@ -140,17 +144,20 @@ class SharedTier:
 
     def provision(self) -> list[str]:
         """Load the scripts, so no request pays for a SCRIPT LOAD (cloudsessions init)."""
-        return [f"cache: {done}" for done in load_scripts(self.client(), _SOURCES)]
+        try:
+            return [f"cache: {done}" for done in load_scripts(self.client(), _SOURCES)]
+        except FAILURES as exc:
+            raise StoreUnavailable(f"the session cache ({self.describe()}): {exc}") from exc
 
     def drop(self) -> None:
         """Delete every key of this cache (cloudsessions destroy, tests)."""
-        with contextlib.suppress(redis.exceptions.RedisError):  # a cache entry expires anyway
+        with contextlib.suppress(*FAILURES):  # a cache entry expires anyway
             delete_keys(self.client(), self.prefix)
 
     def check(self) -> CheckResult:
         try:
             self.client().ping()
-        except redis.exceptions.RedisError as exc:
+        except FAILURES as exc:
             detail = f"{self.describe()}: {type(exc).__name__}; the store alone serves meanwhile"
             return CheckResult("session cache", ok=False, detail=detail)
         return CheckResult("session cache", ok=True, detail=f"{self.describe()} answers")
@@ -203,10 +210,10 @@ class SharedTier:
         """The entry and token of `rid`; None if the cache is not usable now."""
         if not self.usable() or not self._flushed():
             return None
-        client, _ = self._sync.get()
         try:
+            client, _ = self._sync.get()
             text, token = client.mget(self._keys(rid)) if self.keep else (None, "")
-        except redis.exceptions.RedisError as exc:
+        except FAILURES as exc:
             self._failed("read", exc)
             return None
         return self._found(text, token)
@@ -216,10 +223,10 @@ class SharedTier:
         args = self._fill_args(read.token, record) if self.keep else None
         if args is None or not self.usable():
             return
-        _, scripts = self._sync.get()
         try:
+            _, scripts = self._sync.get()
             scripts["fill"](self._keys(rid), args)
-        except redis.exceptions.RedisError as exc:
+        except FAILURES as exc:
             self._failed("fill", exc)
 
     def invalidate(self, rids: Iterable[str]) -> None:
@@ -230,13 +237,13 @@ class SharedTier:
         if not self.usable():
             self._keep_pending(rids)
             return
-        client, scripts = self._sync.get()
         # One call per record: a cluster client pipelines no scripts, and revoking many
         # sessions at once ("log out everywhere") is rare.
         for n, rid in enumerate(rids):
             try:
+                client, scripts = self._sync.get()
                 self._send(client, scripts, rid)
-            except redis.exceptions.RedisError as exc:
+            except FAILURES as exc:
                 self._keep_pending(rids[n:])
                 self._failed("invalidate", exc)
                 return
@@ -261,7 +268,7 @@ class SharedTier:
         try:
             client, _ = await self._async.get()
             text, token = await client.mget(self._keys(rid)) if self.keep else (None, "")
-        except redis.exceptions.RedisError as exc:
+        except FAILURES as exc:
             self._failed("read", exc)
             return None
         return self._found(text, token)
@@ -273,7 +280,7 @@ class SharedTier:
         try:
             _, scripts = await self._async.get()
             await scripts["fill"](self._keys(rid), args)
-        except redis.exceptions.RedisError as exc:
+        except FAILURES as exc:
             self._failed("fill", exc)
 
     async def ainvalidate(self, rids: Iterable[str]) -> None:
@@ -287,7 +294,7 @@ class SharedTier:
             try:
                 client, scripts = await self._async.get()
                 await self._send(client, scripts, rid)
-            except redis.exceptions.RedisError as exc:
+            except FAILURES as exc:
                 self._keep_pending(rids[n:])
                 self._failed("invalidate", exc)
                 return
