@@ -12,6 +12,7 @@ names like __x__, and no store accepts an empty name.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from urllib.parse import quote, unquote
 FIELD_PREFIX = "k"
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_field(key: str) -> str:
     # quote() leaves letters, digits and "_.-~" alone; "." and "~" are escaped too, so a
     # field name is only [A-Za-z0-9_%-].
@@ -27,6 +29,7 @@ def encode_field(key: str) -> str:
     return FIELD_PREFIX + quoted.replace(".", "%2E").replace("~", "%7E")
 
 
+@functools.lru_cache(maxsize=4096)  # a site's sessions use few distinct keys
 def decode_field(field: str) -> str:
     if not field.startswith(FIELD_PREFIX):
         raise ValueError(f"not an encoded session field: {field!r}")
@@ -36,15 +39,20 @@ def decode_field(field: str) -> str:
     return unquote(body, encoding="utf-8", errors="surrogatepass")
 
 
+# Made once: json.dumps with any non-default argument builds a new encoder per call.
+# Compact separators: the size limit is checked against this text.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode_value(value: Any) -> str:
-    # Compact separators: the size limit is checked against this text.
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODER.encode(value)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             # A lone surrogate (valid in a Python str, not in UTF-8): escape it as \udXXX.
-            text = json.dumps(value, separators=(",", ":"))
+            text = _ASCII_ENCODER.encode(value)
     return text
 
 
@@ -67,12 +75,15 @@ def decode_counters(counters: Mapping[str, int]) -> dict[str, int]:
     return {decode_field(f): int(v) for f, v in counters.items()}
 
 
-def decode_data(fields: Mapping[str, str]) -> dict[str, Any]:
+def decode_data(fields: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Session key -> value, and session key -> its JSON text as stored (the snapshot a
+    later write is diffed against: what encode_value gave when it was written)."""
     # One JSON parse for all values: parsing is most of the cost of a load.
     values = json.loads(f"[{','.join(fields.values())}]")
     if len(values) != len(fields):
         raise ValueError("a stored session value is not a single JSON value")
-    return {decode_field(f): v for f, v in zip(fields, values, strict=True)}
+    keys = [decode_field(f) for f in fields]
+    return dict(zip(keys, values, strict=True)), dict(zip(keys, fields.values(), strict=True))
 
 
 def encoded_size(fields: Mapping[str, str]) -> int:

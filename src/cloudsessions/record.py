@@ -15,6 +15,9 @@ class SessionRecord:
     user_id: str | None = None
     # Keys of `data` kept as counters (see Store.increment): ints the store adds to in place.
     counters: frozenset[str] = frozenset()
+    # Set by a load: each key's JSON text as stored, so the session lifecycle need not
+    # encode what it loaded again to find later changes.
+    texts: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -61,6 +61,10 @@ class _Encoded:
     user: str | None  # the user id (see Policy)
 
 
+# Immutable JSON scalars: one that is still the object a load gave still has its text.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 # ------------------------------------------------------------------ one session's state
 
 
@@ -88,6 +92,9 @@ class SessionState:
         self.expires_at: float | None = None
         # JSON of each value as last loaded or written: what a write diffs against.
         self._stored: dict[str, str] = {}
+        # Scalar values as loaded, with their stored text: a value that is still that very
+        # object, while its stored text is still that very text, need not be encoded again.
+        self._loaded: dict[str, tuple[Any, str]] = {}
         # Keys the store keeps as counters: an increment adds to them, whatever `base` says.
         self._counters: set[str] = set()
         # The user id of the record as last loaded or written (see Policy).
@@ -147,7 +154,9 @@ class SessionState:
         data = {k: values.load(v) for k, v in record.data.items()}
         self.new = False
         self.expires_at = record.expires_at
-        self._stored = codec.snapshot(record.data)
+        self._stored = record.texts if record.texts is not None else codec.snapshot(record.data)
+        stored = self._stored
+        self._loaded = {k: (v, stored[k]) for k, v in data.items() if type(v) in _SCALARS}
         self._counters = set(record.counters)
         self._user = self.policy.user_id(data)
         return data
@@ -381,7 +390,12 @@ class SessionState:
         values = self.policy.values
         plain: dict[str, Any] = {}
         texts: dict[str, str] = {}
+        loaded, stored = self._loaded, self._stored
         for key, value in data.items():
+            unchanged = loaded.get(key)
+            if unchanged is not None and unchanged[0] is value and stored.get(key) is unchanged[1]:
+                plain[key], texts[key] = value, unchanged[1]  # a scalar is its own dump
+                continue
             try:
                 plain[key] = values.dump(value)
                 texts[key] = codec.encode_value(plain[key])

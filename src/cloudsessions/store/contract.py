@@ -300,14 +300,15 @@ class Store(abc.ABC):
         if stored is None or stored.expires_at <= time.time():
             return None
         try:
-            data = codec.decode_data(stored.fields)
+            data, texts = codec.decode_data(stored.fields)
             counters = codec.decode_counters(stored.counters)
         except ValueError:
             # Treated like an unknown id, as Django does with undecodable session data.
             logger.warning("a session record could not be decoded and was ignored")
             return None
         data.update(counters)
-        return SessionRecord(data, stored.expires_at, stored.user_id, frozenset(counters))
+        texts.update((name, str(count)) for name, count in counters.items())
+        return SessionRecord(data, stored.expires_at, stored.user_id, frozenset(counters), texts)
 
 
 async def in_thread(call: Callable[[], T]) -> T:
