@@ -86,24 +86,54 @@ def _serving(name: str, argv: list[str], cwd: Path, env: Mapping[str, str]) -> I
 @dataclass
 class FrontDoorServer:
     base: str
-    store: Store
+    store: Store  # the store itself, without the served app's cache in front
     door: type[front_doors.Door]  # its names: cookie_name, user_key
+    url: str = ""  # the store's URL, to serve another server on the same store
 
     def browser(self) -> Browser:
         return Browser(self.base, self.door.cookie_name)
 
 
 @contextlib.contextmanager
-def front_door_server(door: str, store_name: str, folder: Path) -> Iterator[FrontDoorServer]:
-    """The front doors' app of `door` served by its real server (SERVED) on a fresh store."""
-    url = stores.store_url(store_name, folder)
+def front_door_server(
+    door: str,
+    store_name: str,
+    folder: Path,
+    *,
+    url: str | None = None,
+    cache: Mapping[str, Any] | str | None = None,
+    workers: int | None = None,
+) -> Iterator[FrontDoorServer]:
+    """The front doors' app of `door` served by its real server (SERVED) on a fresh store.
+
+    url: serve that store instead, provisioned already (another server's, so that two
+    share it; store_name and folder are then unused). cache: the served app's CACHE
+    setting (each door's own spelling of it). workers: how many worker processes instead
+    of SERVED's (1: one process, so one process-local cache tier).
+    """
+    fresh = url is None
+    url = stores.store_url(store_name, folder) if url is None else url
     store = open_store(url)
-    store.provision()
+    if fresh:
+        store.provision()
     argv, names = SERVED[door]
+    if workers is not None:
+        at = argv.index("--workers") + 1
+        argv = [*argv[:at], str(workers), *argv[at + 1 :]]
     env = {"CLOUDSESSIONS_TEST_URL": url}
+    if cache is not None:
+        env[CACHE_VARIABLE] = json.dumps(cache)
     with _serving(f"{door}-{argv[0]}", argv, Path(__file__).parents[1], env) as base:
-        yield FrontDoorServer(base, store, names)
+        yield FrontDoorServer(base, store, names, url)
     store.close()
+
+
+# The served app's CACHE setting, as JSON (absent: no cache), read by the factories below.
+CACHE_VARIABLE = "CLOUDSESSIONS_TEST_CACHE"
+
+
+def _cache_setting() -> Any:
+    return json.loads(os.environ.get(CACHE_VARIABLE) or "null")
 
 
 def django_server_app() -> Any:
@@ -118,7 +148,7 @@ def django_server_app() -> Any:
         INSTALLED_APPS=["cloudsessions.django"],
         MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
         SESSION_ENGINE="cloudsessions.django",
-        CLOUDSESSIONS={"STORE": os.environ["CLOUDSESSIONS_TEST_URL"]},
+        CLOUDSESSIONS={"STORE": os.environ["CLOUDSESSIONS_TEST_URL"], "CACHE": _cache_setting()},
         USE_TZ=True,
     )
     django.setup()
@@ -126,11 +156,12 @@ def django_server_app() -> Any:
 
 
 def flask_server_app() -> flask.Flask:
-    return front_doors.flask_app(os.environ["CLOUDSESSIONS_TEST_URL"])
+    url = os.environ["CLOUDSESSIONS_TEST_URL"]
+    return front_doors.flask_app(url, CLOUDSESSIONS_CACHE=_cache_setting())
 
 
 def asgi_server_app() -> Starlette:
-    return front_doors.asgi_app(os.environ["CLOUDSESSIONS_TEST_URL"])
+    return front_doors.asgi_app(os.environ["CLOUDSESSIONS_TEST_URL"], cache=_cache_setting())
 
 
 # ------------------------------------------------------------------ the demo
