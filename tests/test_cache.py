@@ -489,3 +489,39 @@ def test_every_front_door_takes_the_same_cache_setting(tmp_path: Path) -> None:
             Config({"CACHE": {"max_staleness": -1}})
     finally:
         close_shared_stores()
+
+
+# ---------------------------------------------------------- a server cut off the cache
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_server_cut_off_the_cache_revokes_within_shared_ttl_or_refuses_when_strict(
+    tmp_path: Path, strict: bool
+) -> None:
+    """A reaches the cache through a proxy that is cut; B still reaches it directly."""
+    from cloudsessions import StoreUnavailable
+    from tests.services.proxy import Proxy
+
+    ttl = 1.0
+    with (
+        dedicated_redis() as node,
+        cached(tmp_path, redis=node.url + "/0", shared_ttl=ttl, strict_invalidation=strict) as b,
+        Proxy(node.port) as proxy,
+    ):
+        a = b.peer(redis=f"redis://127.0.0.1:{proxy.port}/0")
+        sid = new_session_id()
+        a.create(sid, live({"who": "ada"}, user_id="ada"))
+        assert b.store.load(sid) is not None and b.store.metrics().shared_hits == 1
+        proxy.reset()  # A is cut off the cache; B is not
+        if strict:
+            with pytest.raises(StoreUnavailable, match="could not be told"):
+                a.delete(sid)
+        else:
+            a.delete(sid)  # succeeds: the store is the truth; A warns
+        assert a.store.load(sid) is None, "the store has the logout either way"
+        # B serves the revoked session from the cache (this is the case strict_invalidation
+        # refuses to report as done), never past shared_ttl.
+        assert b.store.load(sid) is not None
+        waited = eventually(lambda: b.store.load(sid) is None, within=ttl + 1)
+        assert waited <= ttl + 0.5
+        a.close()

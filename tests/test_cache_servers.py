@@ -24,8 +24,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -39,7 +37,8 @@ from cloudsessions.cache import CachedStore
 from tests import stores
 from tests.backends import redis as test_redis
 from tests.real_servers import SERVED, Browser, FrontDoorServer, front_door_server
-from tests.services._process import HOST, cache_dir
+from tests.services._process import cache_dir
+from tests.services.proxy import Proxy
 from tests.services.redis import dedicated_redis
 
 # The store behind both servers: DynamoDB Local (the issue's case: a read is a network round
@@ -252,77 +251,6 @@ def test_local_tier_the_channel_brings_a_revocation_far_within_the_bound(
 
 
 # ------------------------------------------------------------------ 3. local tier, channel cut
-
-
-class Proxy:
-    """A TCP proxy to a port: B's way to the Redis, to cut on the wire.
-
-    Stopping B's channel from inside B (a setting, a patched client) would test a different
-    server; killing its subscription on the Redis (CLIENT KILL) is healed by the reconnect.
-    A proxy breaks the network between B and the Redis while A keeps its own way there:
-    - reset(): every connection through it is closed and new ones are refused (the Redis
-      host went away; B notices at once);
-    - blackhole(): nothing passes any more, connections stay open (a silent partition; B's
-      subscription still looks alive to B and to the Redis, and hears nothing).
-    """
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.listener = socket.create_server((HOST, 0))
-        self.listener.settimeout(0.05)
-        self.port = int(self.listener.getsockname()[1])
-        self.sockets: list[socket.socket] = []
-        self.passing = True
-        self.closed = threading.Event()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, name="proxy", daemon=True).start()
-
-    def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection((HOST, self.target))
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets += [client, upstream]
-            for source, sink in [(client, upstream), (upstream, client)]:
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if self.passing:
-                    sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_RDWR)
-
-    def blackhole(self) -> None:
-        self.passing = False
-
-    def reset(self) -> None:
-        self.closed.set()
-        self.listener.close()
-        with self.lock:
-            for sock in self.sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def __enter__(self) -> Proxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.reset()
 
 
 BOUND = 1.5  # max_staleness, seconds

@@ -21,8 +21,14 @@ class CacheOptions:
     redis: str | None = None
     # Keep sessions in that Redis (the shared tier). False: it only carries the channel.
     shared: bool = True
-    # How long the shared tier keeps an entry, seconds (never past the session's expiry).
-    shared_ttl: float = 600.0
+    # How long the shared tier keeps an entry, seconds (never past the session's expiry);
+    # also the most another server may serve a session revoked by a server that could not
+    # reach the cache at that moment (see strict_invalidation).
+    shared_ttl: float = 120.0
+    # A write whose invalidation cannot reach the shared tier raises StoreUnavailable (after
+    # the store write): a logout is then never reported done while the cache may still
+    # hold the session. False: it succeeds, with a warning (the cache is optional).
+    strict_invalidation: bool = False
     # The process-local tier: a hit younger than this many seconds is served without any
     # network call. 0 turns the local tier off.
     max_staleness: float = 0.0

@@ -188,10 +188,13 @@ class SharedTier:
             self._down_until = time.monotonic() + self.retry_after
         if first:
             logger.warning(
-                "the session cache (%s) failed to %s; the store alone serves for %g s: %s",
+                "the session cache (%s) failed to %s; this process uses the store alone for"
+                " %g s, and servers that still reach the cache may serve a session this one"
+                " revokes meanwhile for up to shared_ttl (%g s): %s",
                 self.describe(),
                 what,
                 self.retry_after,
+                self.ttl_ms / 1000,
                 type(exc).__name__,
             )
 
@@ -229,14 +232,15 @@ class SharedTier:
         except FAILURES as exc:
             self._failed("fill", exc)
 
-    def invalidate(self, rids: Iterable[str]) -> None:
-        """Drop the entries and change the tokens of `rids`, and publish them."""
+    def invalidate(self, rids: Iterable[str]) -> bool:
+        """Drop the entries and change the tokens of `rids`, and publish them; False if the
+        cache could not be told (kept, and sent before this process reads it again)."""
         rids = list(rids) + self._take_pending()
         if not rids:
-            return
+            return True
         if not self.usable():
             self._keep_pending(rids)
-            return
+            return False
         # One call per record: a cluster client pipelines no scripts, and revoking many
         # sessions at once ("log out everywhere") is rare.
         for n, rid in enumerate(rids):
@@ -246,7 +250,8 @@ class SharedTier:
             except FAILURES as exc:
                 self._keep_pending(rids[n:])
                 self._failed("invalidate", exc)
-                return
+                return False
+        return True
 
     def _send(self, client: Any, scripts: dict[str, Any], rid: str) -> Any:
         """The invalidation of one record (a publish alone if there is no shared tier)."""
@@ -283,13 +288,13 @@ class SharedTier:
         except FAILURES as exc:
             self._failed("fill", exc)
 
-    async def ainvalidate(self, rids: Iterable[str]) -> None:
+    async def ainvalidate(self, rids: Iterable[str]) -> bool:
         rids = list(rids) + self._take_pending()
         if not rids:
-            return
+            return True
         if not self.usable():
             self._keep_pending(rids)
-            return
+            return False
         for n, rid in enumerate(rids):
             try:
                 client, scripts = await self._async.get()
@@ -297,7 +302,8 @@ class SharedTier:
             except FAILURES as exc:
                 self._keep_pending(rids[n:])
                 self._failed("invalidate", exc)
-                return
+                return False
+        return True
 
     async def _aflushed(self) -> bool:
         if self._pending:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreUnavailable
 from ..record import Changes, CheckResult, EncodedRecord, SessionInfo, SessionRecord
 from ..store import Progress, Store, StoreURL
 from .local import LocalTier
@@ -175,7 +175,8 @@ class CachedStore(Store):
         try:
             self.store._save(rid, changes, expires_at, user_id, now)
         finally:
-            self._invalidate([rid])
+            told = self._invalidate([rid])
+        self._require(told)
 
     async def _asave(
         self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
@@ -184,36 +185,43 @@ class CachedStore(Store):
         try:
             await self.store._native(self.store._asave, self.store._save, *args)
         finally:
-            await self._ainvalidate([rid])
+            told = await self._ainvalidate([rid])
+        self._require(told)
 
     def _increment(
         self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
     ) -> int:
         try:
-            return self.store._increment(rid, field, delta, base, expires_at, now)
+            result = self.store._increment(rid, field, delta, base, expires_at, now)
         finally:
-            self._invalidate([rid])
+            told = self._invalidate([rid])
+        self._require(told)
+        return result
 
     async def _aincrement(
         self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
     ) -> int:
         args = (rid, field, delta, base, expires_at, now)
         try:
-            return await self.store._native(self.store._aincrement, self.store._increment, *args)
+            result = await self.store._native(self.store._aincrement, self.store._increment, *args)
         finally:
-            await self._ainvalidate([rid])
+            told = await self._ainvalidate([rid])
+        self._require(told)
+        return result
 
     def _delete(self, rid: str) -> None:
         try:
             self.store._delete(rid)
         finally:
-            self._invalidate([rid])
+            told = self._invalidate([rid])
+        self._require(told)
 
     async def _adelete(self, rid: str) -> None:
         try:
             await self.store._native(self.store._adelete, self.store._delete, rid)
         finally:
-            await self._ainvalidate([rid])
+            told = await self._ainvalidate([rid])
+        self._require(told)
 
     def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
         # Listed first too: if the delete fails half-way, what it did delete is unknown,
@@ -223,26 +231,33 @@ class CachedStore(Store):
         try:
             deleted = self.store._delete_for_user(user_id, keep_rid)
         finally:
-            self._invalidate(dict.fromkeys([*listed, *deleted]))
+            told = self._invalidate(dict.fromkeys([*listed, *deleted]))
+        self._require(told)
         return deleted
 
-    def _invalidate(self, rids: Iterable[str]) -> None:
-        rids = list(rids)
-        self._sent += len(rids)
-        if self.local is not None:
-            for rid in rids:
-                self.local.invalidate(rid)
-        if self.shared is not None:
-            self.shared.invalidate(rids)
+    def _invalidate(self, rids: Iterable[str]) -> bool:
+        """Drop `rids` from every tier; False if the shared tier could not be told."""
+        rids = self._drop_local(rids)
+        return self.shared.invalidate(rids) if self.shared is not None else True
 
-    async def _ainvalidate(self, rids: Iterable[str]) -> None:
+    async def _ainvalidate(self, rids: Iterable[str]) -> bool:
+        rids = self._drop_local(rids)
+        return await self.shared.ainvalidate(rids) if self.shared is not None else True
+
+    def _drop_local(self, rids: Iterable[str]) -> list[str]:
         rids = list(rids)
         self._sent += len(rids)
         if self.local is not None:
             for rid in rids:
                 self.local.invalidate(rid)
-        if self.shared is not None:
-            await self.shared.ainvalidate(rids)
+        return rids
+
+    def _require(self, told: bool) -> None:
+        if not told and self.options.strict_invalidation:
+            raise StoreUnavailable(
+                "the store has the change, but the session cache could not be told, so"
+                " another server may still serve the old session from it; try again"
+            )
 
     # ------------------------------------------------------- passed to the store
 
