@@ -38,7 +38,7 @@ from .errors import (
     SessionValueError,
     StoreUnavailable,
 )
-from .policy import Cookie, Policy
+from .policy import Cookie, Policy, Values
 from .record import SessionRecord
 from .steps import Steps, adrive, drive
 from .store import Store
@@ -151,7 +151,11 @@ class SessionState:
             self.session_id, self.new = None, True
             return {}
         values = self.policy.values
-        data = {k: values.load(v) for k, v in record.data.items()}
+        data: dict[str, Any]
+        if type(values) is Values:  # plain JSON: the values as loaded (a fresh dict)
+            data = record.data
+        else:
+            data = {k: values.load(v) for k, v in record.data.items()}
         self.new = False
         self.expires_at = record.expires_at
         self._stored = record.texts if record.texts is not None else codec.snapshot(record.data)

@@ -110,9 +110,9 @@ class CachedStore(Store):
     # ------------------------------------------------------------------ reads
 
     def _load(self, rid: str) -> EncodedRecord | None:
-        mark = self._local_mark()
-        if mark is not None and (hit := self.local.get(rid)) is not None:  # type: ignore[union-attr]
+        if (hit := self._local_hit(rid)) is not None:
             return hit
+        mark = self._local_mark()  # before the read that may be put
         read = self.shared.read(rid) if self.shared else None
         if read is not None and read.record is not None:
             self._keep_local(rid, read.record, mark)
@@ -126,9 +126,9 @@ class CachedStore(Store):
         return record
 
     async def _aload(self, rid: str) -> EncodedRecord | None:
-        mark = self._local_mark()
-        if mark is not None and (hit := self.local.get(rid)) is not None:  # type: ignore[union-attr]
+        if (hit := self._local_hit(rid)) is not None:
             return hit
+        mark = self._local_mark()
         read = await self.shared.aread(rid) if self.shared else None
         if read is not None and read.record is not None:
             self._keep_local(rid, read.record, mark)
@@ -140,6 +140,13 @@ class CachedStore(Store):
                 await self.shared.afill(rid, read, record)  # type: ignore[union-attr]
             self._keep_local(rid, record, mark)
         return record
+
+    def _local_hit(self, rid: str) -> EncodedRecord | None:
+        if self.local is None:
+            return None
+        if self.channel is not None:
+            self.channel.start()  # once per process: before anything is served from here
+        return self.local.get(rid)
 
     def _local_mark(self) -> tuple[int, float] | None:
         if self.local is None:

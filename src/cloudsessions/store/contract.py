@@ -301,13 +301,14 @@ class Store(abc.ABC):
             return None
         try:
             data, texts = codec.decode_data(stored.fields)
-            counters = codec.decode_counters(stored.counters)
+            counters = codec.decode_counters(stored.counters) if stored.counters else {}
         except ValueError:
             # Treated like an unknown id, as Django does with undecodable session data.
             logger.warning("a session record could not be decoded and was ignored")
             return None
-        data.update(counters)
-        texts.update((name, str(count)) for name, count in counters.items())
+        if counters:
+            data.update(counters)
+            texts.update((name, str(count)) for name, count in counters.items())
         return SessionRecord(data, stored.expires_at, stored.user_id, frozenset(counters), texts)
 
 
