@@ -43,6 +43,7 @@ def decode_field(field: str) -> str:
 # Compact separators: the size limit is checked against this text.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
 
 
 def encode_value(value: Any) -> str:
@@ -79,11 +80,12 @@ def decode_data(fields: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
     """Session key -> value, and session key -> its JSON text as stored (the snapshot a
     later write is diffed against: what encode_value gave when it was written)."""
     # One JSON parse for all values: parsing is most of the cost of a load.
-    values = json.loads(f"[{','.join(fields.values())}]")
-    if len(values) != len(fields):
+    texts = list(fields.values())
+    values = _DECODER.decode("[" + ",".join(texts) + "]")
+    if len(values) != len(texts):
         raise ValueError("a stored session value is not a single JSON value")
-    keys = [decode_field(f) for f in fields]
-    return dict(zip(keys, values, strict=True)), dict(zip(keys, fields.values(), strict=True))
+    keys = list(map(decode_field, fields))
+    return dict(zip(keys, values)), dict(zip(keys, texts))
 
 
 def encoded_size(fields: Mapping[str, str]) -> int:
