@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from benchmarks.harness import RESULTS, publish
+from benchmarks.harness import RESULTS, publish, save_figure
 from cloudsessions import SessionRecord, new_session_id, open_store, record_id
 from cloudsessions.cache import CachedStore
 from cloudsessions.policy import Cookie, Policy
@@ -671,9 +671,7 @@ def plot_latency(rows: list[Latency], path: Path) -> None:
     ax.tick_params(axis="x", labelsize=8)
     ax.set_ylabel("median request / median raw read (log)")
     ax.set_title("read-only request vs the raw store read (dashes: targets; same run)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_revocations(rows: list[Revocations], path: Path) -> None:
@@ -691,10 +689,7 @@ def plot_revocations(rows: list[Revocations], path: Path) -> None:
         ax.set_ylabel("logouts")
         ax.set_title(f"B's invalidation channel {r.mode} (max_staleness {r.bound:g} s)")
         ax.legend(fontsize=8)
-    fig.suptitle("revocation lag across two processes (same run)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, "revocation lag across two processes (same run)")
 
 
 def plot_cost(rows: list[Cost], stores: list[str], path: Path) -> None:
@@ -716,10 +711,7 @@ def plot_cost(rows: list[Cost], stores: list[str], path: Path) -> None:
         ax.set_ylabel(f"{metric} per 1,000 read-only requests")
         ax.set_title(metric)
         ax.legend(fontsize=8)
-    fig.suptitle("what 1,000 read-only requests cost, by tiers (same run)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, "what 1,000 read-only requests cost, by tiers (same run)")
 
 
 # ------------------------------------------------------------------------------ main

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cloudsessions.record import Changes, EncodedRecord
 from cloudsessions.store import Store
@@ -37,3 +38,14 @@ def publish(name: str, header: Sequence[str], align: str, rows: list[str], note:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.md").write_text(f"{note}\n\n{table}\n")
     return table
+
+
+def save_figure(fig: Any, path: Path, title: str | None = None) -> None:
+    """Lay out `fig` under `title`, save it as `path` and free it."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, Target, publish
+from benchmarks.harness import RESULTS, Target, publish, save_figure
 from cloudsessions import SessionRecord, new_session_id, record_id
 from cloudsessions.record import Changes, EncodedRecord
 
@@ -150,9 +150,7 @@ def _plot(rows: list[tuple[str, str, float, float]], path: Path) -> None:
     ax.set_ylabel("median latency: cloudsessions / raw SDK")
     ax.set_title("cloudsessions overhead per operation (same run, same server)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import RESULTS, publish
+from benchmarks.harness import RESULTS, publish, save_figure
 
 SHAPES = ("new visitor write", "read-only", "change", "logout")
 SETUP = frozenset({"HELLO", "AUTH", "CLIENT", "SELECT", "PING", "SCRIPT"})
@@ -405,10 +405,7 @@ def _plot(rows: list[Row], path: Path) -> None:
             ax.set_ylabel(label)
             ax.set_title(f"{framework}: {label}")
             ax.legend(fontsize=8)
-    fig.suptitle("a full request against the same Redis (same run)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, "a full request against the same Redis (same run)")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def decode_data(fields: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
     if len(values) != len(texts):
         raise ValueError("a stored session value is not a single JSON value")
     keys = list(map(decode_field, fields))
-    return dict(zip(keys, values)), dict(zip(keys, texts))
+    return dict(zip(keys, values, strict=True)), dict(zip(keys, texts, strict=True))
 
 
 def encoded_size(fields: Mapping[str, str]) -> int:

@@ -235,23 +235,31 @@ class SharedTier:
     def invalidate(self, rids: Iterable[str]) -> bool:
         """Drop the entries and change the tokens of `rids`, and publish them; False if the
         cache could not be told (kept, and sent before this process reads it again)."""
-        rids = list(rids) + self._take_pending()
-        if not rids:
-            return True
-        if not self.usable():
-            self._keep_pending(rids)
+        to_send = self._to_send(rids)
+        if to_send is None:
             return False
         # One call per record: a cluster client pipelines no scripts, and revoking many
         # sessions at once ("log out everywhere") is rare.
-        for n, rid in enumerate(rids):
+        for n, rid in enumerate(to_send):
             try:
                 client, scripts = self._sync.get()
                 self._send(client, scripts, rid)
             except FAILURES as exc:
-                self._keep_pending(rids[n:])
-                self._failed("invalidate", exc)
-                return False
+                return self._unsent(to_send[n:], exc)
         return True
+
+    def _to_send(self, rids: Iterable[str]) -> list[str] | None:
+        """`rids` and those kept from a failure; None (all kept) while the cache is skipped."""
+        to_send = list(rids) + self._take_pending()
+        if to_send and not self.usable():
+            self._keep_pending(to_send)
+            return None
+        return to_send
+
+    def _unsent(self, rids: list[str], exc: BaseException) -> bool:
+        self._keep_pending(rids)
+        self._failed("invalidate", exc)
+        return False
 
     def _send(self, client: Any, scripts: dict[str, Any], rid: str) -> Any:
         """The invalidation of one record (a publish alone if there is no shared tier)."""
@@ -289,20 +297,15 @@ class SharedTier:
             self._failed("fill", exc)
 
     async def ainvalidate(self, rids: Iterable[str]) -> bool:
-        rids = list(rids) + self._take_pending()
-        if not rids:
-            return True
-        if not self.usable():
-            self._keep_pending(rids)
+        to_send = self._to_send(rids)
+        if to_send is None:
             return False
-        for n, rid in enumerate(rids):
+        for n, rid in enumerate(to_send):
             try:
                 client, scripts = await self._async.get()
                 await self._send(client, scripts, rid)
             except FAILURES as exc:
-                self._keep_pending(rids[n:])
-                self._failed("invalidate", exc)
-                return False
+                return self._unsent(to_send[n:], exc)
         return True
 
     async def _aflushed(self) -> bool:
