@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import anyio.to_thread
 import sniffio
 
-from .. import codec, session_ids
+from .. import codec, session_ids, telemetry
 from ..errors import SessionGone, SessionTooLarge
 from ..record import Changes, CheckResult, EncodedRecord, SessionInfo, SessionRecord
 from .translate import ErrorKind, translated
@@ -65,16 +65,19 @@ class Store(abc.ABC):
 
     # ----------------------------------------------------------------- public (sync)
 
+    @telemetry.traced("load")
     def load(self, session_id: str) -> SessionRecord | None:
         """The live record of `session_id`, or None (unknown, expired, malformed); no write."""
         if not session_ids.is_valid_session_id(session_id):
             return None
         return self._decode(self._load(session_ids.record_id(session_id)))
 
+    @telemetry.traced("create")
     def create(self, session_id: str, record: SessionRecord) -> None:
         """Insert only if absent; raises SessionExists if the id is taken."""
         self._create(_rid_for_write(session_id), self._encode(record))
 
+    @telemetry.traced("save")
     def save(self, session_id: str, record: SessionRecord, changed: Iterable[str]) -> None:
         """Write the `changed` keys of a live record (absent from record.data = removed).
 
@@ -83,6 +86,7 @@ class Store(abc.ABC):
         rid, changes = self._prepare_save(session_id, record, changed)
         self._save(rid, changes, record.expires_at, record.user_id, time.time())
 
+    @telemetry.traced("increment")
     def increment(
         self, session_id: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
     ) -> int:
@@ -96,20 +100,24 @@ class Store(abc.ABC):
         rid, field = self._prepare_increment(session_id, name)
         return self._increment(rid, field, delta, base, expires_at, time.time())
 
+    @telemetry.traced("delete")
     def delete(self, session_id: str) -> None:
         """Remove the record; idempotent."""
         if session_ids.is_valid_session_id(session_id):
             self._delete(session_ids.record_id(session_id))
 
+    @telemetry.traced("purge_expired")
     def purge_expired(self, *, batch_size: int = 500, progress: Progress | None = None) -> int:
         """Remove expired records in batches; returns how many (0 where the store's TTL does it)."""
         return self._purge_expired(time.time(), batch_size, progress)
 
+    @telemetry.traced("for_user")
     def for_user(self, user_id: str) -> list[SessionInfo]:
         """The live sessions of one user, found through an index."""
         now = time.time()
         return [s for s in self._for_user(str(user_id)) if s.expires_at > now]
 
+    @telemetry.traced("delete_for_user")
     def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of one user except `keep` (a session id); returns the count."""
         keep_rid = (
@@ -119,21 +127,25 @@ class Store(abc.ABC):
 
     # ---------------------------------------------------------------- public (async)
 
+    @telemetry.atraced("load")
     async def aload(self, session_id: str) -> SessionRecord | None:
         if not session_ids.is_valid_session_id(session_id):
             return None
         rid = session_ids.record_id(session_id)
         return self._decode(await self._native(self._aload, self._load, rid))
 
+    @telemetry.atraced("create")
     async def acreate(self, session_id: str, record: SessionRecord) -> None:
         rid, encoded = _rid_for_write(session_id), self._encode(record)
         await self._native(self._acreate, self._create, rid, encoded)
 
+    @telemetry.atraced("save")
     async def asave(self, session_id: str, record: SessionRecord, changed: Iterable[str]) -> None:
         rid, changes = self._prepare_save(session_id, record, changed)
         args = (rid, changes, record.expires_at, record.user_id, time.time())
         await self._native(self._asave, self._save, *args)
 
+    @telemetry.atraced("increment")
     async def aincrement(
         self, session_id: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
     ) -> int:
@@ -141,10 +153,13 @@ class Store(abc.ABC):
         args = (rid, field, delta, base, expires_at, time.time())
         return await self._native(self._aincrement, self._increment, *args)
 
+    @telemetry.atraced("delete")
     async def adelete(self, session_id: str) -> None:
         if session_ids.is_valid_session_id(session_id):
             await self._native(self._adelete, self._delete, session_ids.record_id(session_id))
 
+    # These three run their sync twin in a worker thread: its span (and the context, copied
+    # into the thread by anyio) covers them.
     async def apurge_expired(
         self, *, batch_size: int = 500, progress: Progress | None = None
     ) -> int:
