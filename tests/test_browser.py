@@ -3,10 +3,17 @@ driven by Selenium, against `cloudsessions demo` on every framework.
 
 Nothing is downloaded: the browser and driver are the system's (/usr/bin), and Selenium
 Manager is told to stay offline. Each browser gets a new, empty profile directory.
+
+The README's screenshot of the demo, docs/images/demo.png, is taken here on every run and
+written only when the page itself changed (its markup and CSS, as the browser holds them,
+without what differs between visitors): the PNG carries that page's hash, so a run on
+another Chromium or with other fonts leaves the committed image alone. Delete the file to
+take it again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -18,10 +25,19 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.real_servers import DEMO_FRAMEWORKS, demo_server, fingerprint, views_and_greeting
+from tests.real_servers import (
+    DEMO_FRAMEWORKS,
+    demo_server,
+    fingerprint,
+    page_shape,
+    views_and_greeting,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "demo.png"
+SCREEN = {"width": 900, "height": 640}  # CSS pixels, one device pixel each
+PAGE_HASH = "cloudsessions-page-sha256"  # the PNG text chunk naming the page it shows
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -99,3 +115,42 @@ def test_the_demo_in_chromium(
         first.refresh()
         assert views_and_greeting(first.page_source) == (5, greeting)
         assert views_and_greeting(second.page_source)[0] == 1
+
+
+def test_the_demo_fits_one_screen_and_its_screenshot_is_current(
+    tmp_path: Path, new_browser: Callable[[], webdriver.Chrome]
+) -> None:
+    with demo_server("django", "sqlite:///demo.db", tmp_path) as base:
+        browser = new_browser()
+        # A fixed viewport whatever the window: the screenshot's size never varies.
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {**SCREEN, "deviceScaleFactor": 1, "mobile": False},
+        )
+        for _ in range(3):
+            browser.get(base)
+        assert views_and_greeting(browser.page_source)[0] == 3
+        # The whole page shows at once: nothing below the fold, nothing beside it.
+        size = browser.execute_script(
+            "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight]"
+        )
+        assert size == [SCREEN["width"], SCREEN["height"]], size
+        page = hashlib.sha256(page_shape(browser.page_source).encode()).hexdigest()
+        png = browser.get_screenshot_as_png()
+    _keep_screenshot(png, page)
+
+
+def _keep_screenshot(png: bytes, page: str) -> None:
+    """Write `png` as SCREENSHOT, tagged with `page`, unless it shows the page already."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (SCREEN["width"], SCREEN["height"])
+    if SCREENSHOT.exists() and Image.open(SCREENSHOT).text.get(PAGE_HASH) == page:
+        return
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PAGE_HASH, page)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    image.save(SCREENSHOT, pnginfo=info, optimize=True)

@@ -1,17 +1,20 @@
 """The tutorial demo on every framework, served by `cloudsessions demo --framework X` in a real
 process and driven over HTTP with a real cookie jar: the same page and behaviour everywhere,
-and view counts that lose no increment under concurrent requests from one visitor.
+a page that counts in words and says what to try, and view counts that lose no increment
+under concurrent requests from one visitor.
 """
 
 from __future__ import annotations
 
 import copy
+import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cloudsessions.demo.page import GREETINGS
+from cloudsessions.demo.page import FRAMEWORK_NAMES, GREETINGS
 from cloudsessions.testing import at_once
 from tests import stores
 from tests.real_servers import (
@@ -19,6 +22,7 @@ from tests.real_servers import (
     Browser,
     demo_server,
     fingerprint,
+    page_shape,
     views_and_greeting,
 )
 
@@ -37,6 +41,47 @@ def test_visitors_keep_their_greeting_and_count_views(demo: str) -> None:
     assert views_and_greeting(alice.get()) == (3, greeting)
     assert views_and_greeting(bob.get())[0] == 1  # a second visitor has a session of their own
     assert views_and_greeting(alice.get()) == (4, greeting)
+
+
+def test_the_page_counts_in_words_and_says_what_to_try(demo: str) -> None:
+    browser = Browser(demo)
+    first, second = browser.get(), browser.get()
+    assert '<b id="views">1 view</b>' in first, "one view, not '1 views'"
+    assert '<b id="views">2 views</b>' in second
+    said = _text(first)
+    for hint in (
+        "Reload the page",
+        "Open a private window",
+        "Sign in and watch the session record change",
+        "cloudsessions check --store URL",
+        "the store's own console",
+    ):
+        assert hint in said, hint
+    # Styled inline and without scripts: nothing to fetch, nothing to run.
+    assert "<style>" in first and "<script" not in first
+    assert not re.search(r"\b(src|href)=", first), "the page loads nothing else"
+
+
+def test_the_page_is_the_same_on_every_framework_but_its_name(tmp_path: Path) -> None:
+    pages = {}
+    for framework in DEMO_FRAMEWORKS:
+        # The same relative store URL from the same folder: one store, one description.
+        with demo_server(framework, "sqlite:///demo.db", tmp_path) as base:
+            pages[framework] = Browser(base).get()
+    for framework, page in pages.items():
+        name = FRAMEWORK_NAMES[framework]
+        assert f'<span class="badge" id="framework">{html.escape(name)}</span>' in page
+    shapes = {
+        page_shape(page).replace(html.escape(FRAMEWORK_NAMES[framework]), "FRAMEWORK")
+        for framework, page in pages.items()
+    }
+    assert len(shapes) == 1, "the frameworks' pages differ beyond their names"
+
+
+def _text(page: str) -> str:
+    """What a visitor reads: the page without its tags, spaces as a browser collapses them."""
+    body = page.split("<body>", 1)[1]
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", body)).split())
 
 
 def test_signing_in_and_out_rotates_the_session_record(demo: str) -> None:

@@ -27,11 +27,10 @@ async def home(request: Request) -> Response:
     # One atomic write in the store: concurrent page views never lose a count.
     views = await session.aincrement("views")  # type: ignore[attr-defined]
     fingerprint = (session.record_id or "-")[:12]  # type: ignore[attr-defined]
-    return HTMLResponse(
-        page.render(
-            views, session["greeting"], session.get(page.USER_KEY), fingerprint, session[CSRF_KEY]
-        )
+    visit = page.Visit(
+        views, session["greeting"], session.get(page.USER_KEY), fingerprint, session[CSRF_KEY]
     )
+    return HTMLResponse(page.render("asgi", request.app.state.store, visit))
 
 
 async def login(request: Request) -> Response:
@@ -62,8 +61,9 @@ async def _form(request: Request) -> dict[str, str] | None:
     return fields if sent and hmac.compare_digest(sent, expected) else None
 
 
-def create_app(store_url: str) -> Starlette:
-    return Starlette(
+def create_app(store_url: str, described: str) -> Starlette:
+    """The demo on `store_url`, whose description (`Store.describe()`) the page shows."""
+    app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
@@ -71,10 +71,12 @@ def create_app(store_url: str) -> Starlette:
         ],
         middleware=[Middleware(SessionMiddleware, store=store_url, user_id_key=page.USER_KEY)],
     )
+    app.state.store = described
+    return app
 
 
-def serve(store_url: str, host: str, port: int) -> int:
+def serve(store_url: str, described: str, host: str, port: int) -> int:
     import uvicorn
 
-    uvicorn.run(create_app(store_url), host=host, port=port)
+    uvicorn.run(create_app(store_url, described), host=host, port=port)
     return 0

@@ -22,15 +22,11 @@ def home(request: HttpRequest) -> HttpResponse:
     # An atomic increment in the store: concurrent requests of one visitor all count,
     # as the tutorial's transaction guaranteed, without a transaction per request.
     views = session.increment("views")
-    return HttpResponse(
-        page.render(
-            views,
-            session["greeting"],
-            session.get(page.USER_KEY),
-            _fingerprint(session.session_key),
-            get_token(request),
-        )
+    fingerprint = _fingerprint(session.session_key)
+    visit = page.Visit(
+        views, session["greeting"], session.get(page.USER_KEY), fingerprint, get_token(request)
     )
+    return HttpResponse(page.render("django", settings.DEMO_STORE_DESCRIPTION, visit))
 
 
 @require_POST
@@ -55,7 +51,7 @@ def _fingerprint(key: str | None) -> str:
 urlpatterns = [path("", home), path("login", login), path("logout", logout)]
 
 
-def configure(store_url: str, host: str) -> None:
+def configure(store_url: str, described: str, host: str) -> None:
     settings.configure(
         DEBUG=False,
         ALLOWED_HOSTS=[host, "localhost", "127.0.0.1", "[::1]"],
@@ -70,14 +66,15 @@ def configure(store_url: str, host: str) -> None:
         CLOUDSESSIONS={"STORE": store_url, "USER_ID_KEY": page.USER_KEY},
         DATABASES={},
         USE_TZ=True,
+        DEMO_STORE_DESCRIPTION=described,  # the page shows it: Store.describe(), no secret
     )
 
 
-def serve(store_url: str, host: str, port: int) -> int:
+def serve(store_url: str, described: str, host: str, port: int) -> int:
     import django
     from django.core.management import call_command
 
-    configure(store_url, host)
+    configure(store_url, described, host)
     django.setup()
     call_command("runserver", f"{host}:{port}", use_reloader=False)
     return 0

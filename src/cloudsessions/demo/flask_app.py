@@ -15,7 +15,8 @@ from . import page
 CSRF_KEY = "csrf"
 
 
-def create_app(store_url: str) -> Flask:
+def create_app(store_url: str, described: str) -> Flask:
+    """The demo on `store_url`, whose description (`Store.describe()`) the page shows."""
     app = Flask("cloudsessions.demo")
     app.config.update(CLOUDSESSIONS_STORE=store_url, CLOUDSESSIONS_USER_ID_KEY=page.USER_KEY)
     CloudSessions(app)
@@ -28,13 +29,11 @@ def create_app(store_url: str) -> Flask:
             session[CSRF_KEY] = secrets.token_urlsafe(16)
         # One atomic write in the store: concurrent page views never lose a count.
         views = _session().increment("views")
-        return page.render(
-            views,
-            session["greeting"],
-            session.get(page.USER_KEY),
-            (_session().record_id or "-")[:12],
-            session[CSRF_KEY],
+        fingerprint = (_session().record_id or "-")[:12]
+        visit = page.Visit(
+            views, session["greeting"], session.get(page.USER_KEY), fingerprint, session[CSRF_KEY]
         )
+        return page.render("flask", described, visit)
 
     @app.post("/login")
     def login() -> Response:
@@ -67,8 +66,8 @@ def _check_csrf() -> None:
         abort(403)
 
 
-def serve(store_url: str, host: str, port: int) -> int:
+def serve(store_url: str, described: str, host: str, port: int) -> int:
     from werkzeug.serving import run_simple
 
-    run_simple(host, port, create_app(store_url), threaded=True)
+    run_simple(host, port, create_app(store_url, described), threaded=True)
     return 0
