@@ -9,6 +9,7 @@ from __future__ import annotations
 import decimal
 import time
 import uuid
+import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from flask import Flask, session
 from markupsafe import Markup
 
 from cloudsessions import ConfigurationError, SessionValueError
-from cloudsessions.flask import CloudSessions
+from cloudsessions.flask import CloudSessions, FlaskSessionSettingWarning
 from tests.front_doors import DEFAULT, LIFETIME, FlaskDoor, age, flask_app, open_door, stored
 from tests.stores import Instrumented
 
@@ -166,6 +167,50 @@ def test_settings_are_checked_at_init_app(tmp_path: Path, setting: str, value: o
     app.config.update({"CLOUDSESSIONS_STORE": f"sqlite:///{tmp_path / 'x.db'}", setting: value})
     with pytest.raises(ConfigurationError, match=setting):
         CloudSessions(app)
+
+
+def test_leftover_flask_session_settings_are_named_once_with_what_to_use(tmp_path: Path) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        CLOUDSESSIONS_STORE=f"sqlite:///{tmp_path / 'x.db'}",
+        SESSION_TYPE="redis",
+        SESSION_PERMANENT=False,
+        SESSION_USE_SIGNER=True,
+        SESSION_KEY_PREFIX="session:",
+    )
+
+    @app.get("/")
+    def count() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return str(session["n"])
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning recorded: "once" is the code's doing
+        CloudSessions(app)
+        client = app.test_client()
+        assert [client.get("/").text for _ in range(3)] == ["1", "2", "3"]
+    (warning,) = [w for w in caught if w.category is FlaskSessionSettingWarning]
+    assert warning.filename == __file__, "it points at the app's CloudSessions(app)"
+    text = str(warning.message)
+    for name, instead in [
+        ("SESSION_TYPE", "use CLOUDSESSIONS_STORE"),
+        ("SESSION_PERMANENT", "session.permanent = True"),
+        ("SESSION_USE_SIGNER", "not signed"),
+        ("SESSION_KEY_PREFIX", "{'prefix': ...}"),
+    ]:
+        (line,) = [line for line in text.splitlines() if line.strip().startswith(f"{name}:")]
+        assert instead in line
+
+    # Flask's own session settings are honoured, not leftovers.
+    clean = Flask("clean")
+    clean.config.update(
+        CLOUDSESSIONS_STORE=f"sqlite:///{tmp_path / 'x.db'}",
+        SESSION_COOKIE_NAME="sid",
+        SESSION_REFRESH_EACH_REQUEST=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FlaskSessionSettingWarning)
+        CloudSessions(clean)
 
 
 def test_the_store_is_created_lazily_once_per_process(tmp_path: Path) -> None:

@@ -32,7 +32,9 @@ rotation would log everyone out (Flask-Session 0.8 dropped signing by default to
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -66,6 +68,69 @@ DEFAULTS: dict[str, Any] = {
     "CLOUDSESSIONS_OUTAGE_RESPONSE": True,
     "CLOUDSESSIONS_RETRY_AFTER": outage.DEFAULT_RETRY_AFTER,
 }
+
+
+# Flask-Session 0.8's own settings (flask_session.defaults.Defaults): none is read here, so
+# one left in app.config after a switch would be silently ignored. Each -> what to use
+# instead. (Flask's SESSION_COOKIE_* and SESSION_REFRESH_EACH_REQUEST are Flask's: honoured.)
+_ANY_STORE = "use CLOUDSESSIONS_STORE, a store URL (sqlite:///FILE, redis://, mongodb://, ...)"
+_NOTHING = "remove it (it has no counterpart)"
+FLASK_SESSION_SETTINGS = {
+    "SESSION_TYPE": _ANY_STORE,
+    "SESSION_REDIS": "use CLOUDSESSIONS_STORE = 'redis://HOST:6379/0', or your client in"
+    " CLOUDSESSIONS_OPTIONS = {'client': ...}",
+    "SESSION_MONGODB": "use CLOUDSESSIONS_STORE = 'mongodb://HOST/DB', or your client in"
+    " CLOUDSESSIONS_OPTIONS = {'client': ...}",
+    "SESSION_MONGODB_DB": "use the DB of CLOUDSESSIONS_STORE = 'mongodb://HOST/DB'",
+    "SESSION_MONGODB_COLLECT": "use CLOUDSESSIONS_OPTIONS = {'collection': ...}",
+    "SESSION_DYNAMODB": "use CLOUDSESSIONS_STORE = 'dynamodb://TABLE?region=REGION', or your client"
+    " in CLOUDSESSIONS_OPTIONS = {'client': ...}",
+    "SESSION_DYNAMODB_TABLE": "use the TABLE of CLOUDSESSIONS_STORE = 'dynamodb://TABLE?region=REGION'",
+    "SESSION_MEMCACHED": _ANY_STORE,
+    "SESSION_CACHELIB": _ANY_STORE,
+    "SESSION_FILE_DIR": "use CLOUDSESSIONS_STORE = 'sqlite:///FILE' (one machine's file)",
+    "SESSION_FILE_THRESHOLD": _NOTHING,
+    "SESSION_FILE_MODE": _NOTHING,
+    "SESSION_SQLALCHEMY": _ANY_STORE,
+    "SESSION_SQLALCHEMY_TABLE": "use CLOUDSESSIONS_OPTIONS = {'table': ...} (sqlite:///)",
+    "SESSION_SQLALCHEMY_SEQUENCE": _NOTHING,
+    "SESSION_SQLALCHEMY_SCHEMA": _NOTHING,
+    "SESSION_SQLALCHEMY_BIND_KEY": _NOTHING,
+    "SESSION_KEY_PREFIX": "use the store's own name option: CLOUDSESSIONS_OPTIONS = {'prefix': ...}"
+    " (redis), {'table': ...} or {'collection': ...}",
+    "SESSION_USE_SIGNER": "remove it: ids carry 165 random bits and are not signed",
+    "SESSION_PERMANENT": "use session.permanent = True where the session starts (Flask's own flag;"
+    " PERMANENT_SESSION_LIFETIME is honoured)",
+    "SESSION_ID_LENGTH": "remove it: ids carry 165 random bits",
+    "SESSION_SERIALIZATION_FORMAT": "remove it: values are stored as Flask's tagged JSON",
+    "SESSION_CLEANUP_N_REQUESTS": "use the store's TTL, or `cloudsessions purge` on a schedule",
+}
+
+
+class FlaskSessionSettingWarning(UserWarning):
+    """Flask-Session settings left in app.config, which cloudsessions does not read."""
+
+
+def _warn_of_flask_session_settings(config: Mapping[str, Any]) -> None:
+    leftover = [name for name in FLASK_SESSION_SETTINGS if name in config]
+    if leftover:
+        lines = "".join(f"\n  {name}: {FLASK_SESSION_SETTINGS[name]}" for name in leftover)
+        warnings.warn(
+            f"app.config holds Flask-Session settings that have no effect with cloudsessions:"
+            f"{lines}",
+            FlaskSessionSettingWarning,
+            stacklevel=_app_level(),
+        )
+
+
+def _app_level() -> int:
+    """The stacklevel of the app's line (its CloudSessions(app) or init_app(app)): the first
+    frame outside this module, seen from the function calling warnings.warn."""
+    level, frame = 1, inspect.currentframe()
+    frame = frame.f_back if frame else None  # the function calling warnings.warn
+    while frame and frame.f_back and frame.f_globals.get("__name__") == __name__:
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 class TaggedValues(Values):
@@ -123,6 +188,8 @@ class CloudSessionInterface(SessionInterface):
             raise ConfigurationError(
                 f"unknown Flask setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
             )
+        # Once per app: init_app builds one interface per app, and requests never get here.
+        _warn_of_flask_session_settings(config)
         settings = {name: config.get(name, default) for name, default in DEFAULTS.items()}
         store = settings["CLOUDSESSIONS_STORE"]
         if store is not None and not isinstance(store, str | Store):
@@ -261,4 +328,10 @@ class CloudSessions:
         return interface.store
 
 
-__all__ = ["CloudSessionInterface", "CloudSessions", "FlaskSession", "TaggedValues"]
+__all__ = [
+    "CloudSessionInterface",
+    "CloudSessions",
+    "FlaskSession",
+    "FlaskSessionSettingWarning",
+    "TaggedValues",
+]
