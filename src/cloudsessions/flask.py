@@ -23,6 +23,10 @@ Configuration (``app.config``, read by init_app; see docs/frameworks.md):
     CLOUDSESSIONS_OUTAGE_RESPONSE  answer 503 + Retry-After when the store is unavailable (True)
     CLOUDSESSIONS_RETRY_AFTER      the Retry-After seconds of that answer (5)
 
+Flask-Session's own settings (SESSION_TYPE, SESSION_REDIS, SESSION_PERMANENT...) are not
+read: any left in app.config is named once, at init_app, in a FlaskSessionSettingWarning
+with what to use instead.
+
 The session id is not signed, and SECRET_KEY is not needed for sessions: ids carry 165
 random bits from `secrets`, a value of the wrong shape never reaches the store, and records
 are kept under the SHA-256 of the id. Signing would add nothing against guessing, and key
