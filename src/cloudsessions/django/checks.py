@@ -66,13 +66,15 @@ def check_store(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     read = read_settings()
     if read.problems or store_problems(read):
         return []  # check_settings reports them: there is no store to ask yet
-    store = read.store()
-    where = store.describe()
+    where = read.store_url
     try:
+        store = read.store()  # the cache tiers' too, if configured (check pings their Redis)
+        where = store.describe()
         results = store.check()
     except ConfigurationError as exc:
-        # Credentials, permissions, region: the message names what to set.
-        return [Error(_about(where, exc), hint=f"Then run {CHECK}.", id=NOT_CHECKED)]
+        # Credentials, permissions, region, a missing extra: the message names what to set.
+        hint = f"Fix what it names, then run {CHECK}."
+        return [Error(_about(where, exc), hint=hint, id=NOT_CHECKED)]
     except StoreUnavailable as exc:
         hint = f"Is the store running and reachable from here? Then run {CHECK}."
         return [Error(f"did not answer: {_about(where, exc)}", hint=hint, id=NOT_CHECKED)]

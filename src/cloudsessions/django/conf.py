@@ -39,9 +39,6 @@ class Problem:
     message: str
     hint: str
 
-    def __str__(self) -> str:
-        return self.message
-
 
 def setting_name(key: str | None) -> str:
     return f"settings.{SETTING}" if key is None else f"settings.{SETTING}[{key!r}]"
