@@ -1,27 +1,171 @@
-"""The `cloudsessions` command, run as a user runs it: a real process."""
+"""The `cloudsessions` command, run as a user runs it: a real process.
+
+Each test names what a newcomer or an operator relies on: help that reads like a manual,
+the store it falls back to, exit statuses and messages that tell the truth (one line, with
+the fix), a progress bar on a terminal only; on SQLite, DynamoDB Local and Redis.
+"""
 
 from __future__ import annotations
 
+import argparse
+import fcntl
+import importlib.metadata
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
 from cloudsessions import SessionRecord, new_session_id, open_store
+from cloudsessions.cli import build_parser
+from cloudsessions.stores.dynamodb import ADMIN_ACTIONS, SESSION_ACTIONS
+from tests import stores
+
+COMMAND = [sys.executable, "-m", "cloudsessions.cli"]
 
 
-def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _environment(env: dict[str, str] | None) -> dict[str, str]:
+    # The developer's own $CLOUDSESSIONS_STORE must not leak into a test.
+    environment = {k: v for k, v in os.environ.items() if k != "CLOUDSESSIONS_STORE"}
+    return {**environment, **(env or {})}
+
+
+def cli(
+    *args: str, stdin: str = "", cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cloudsessions.cli", *args],
+        [*COMMAND, *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=cwd,
+        env=_environment(env),
     )
 
 
-def test_init_check_purge_destroy(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
+def on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run the command with stderr on a pseudo-terminal of 100 columns, stdout on a pipe:
+    (exit status, stdout, what the terminal showed)."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen(
+        [*COMMAND, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env=_environment(None),
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the process has closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert process.stdout is not None
+    out = process.stdout.read().decode()
+    return process.wait(timeout=60), out, shown.decode()
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The single `error: ...` line a failure prints on stderr, never a traceback."""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+def expired_sessions(url: str, count: int) -> None:
+    store = open_store(url)
+    for _ in range(count):
+        store.create(new_session_id(), SessionRecord({}, 1.0))
+    store.close()
+
+
+# ------------------------------------------------------------------- the manual
+
+
+def test_version_is_the_installed_package_version() -> None:
+    done = cli("--version")
+    assert done.returncode == 0
+    assert done.stdout == f"cloudsessions {importlib.metadata.version('cloudsessions')}\n"
+
+
+def test_help_reads_like_a_manual() -> None:
+    top = cli("--help")
+    assert top.returncode == 0
+    for command in ("demo", "init", "check", "purge", "destroy"):
+        assert re.search(rf"^    {command} +\w", top.stdout, re.MULTILINE), command
+    # The exit statuses, documented as the command returns them (tested below).
+    assert re.search(r"^exit status:\n  0 +done", top.stdout, re.MULTILINE)
+    assert re.search(r"^  1 +the operation failed, a check failed", top.stdout, re.MULTILINE)
+    assert re.search(r"^  2 +usage or configuration error", top.stdout, re.MULTILINE)
+    assert "$CLOUDSESSIONS_STORE, else sqlite:///cloudsessions.sqlite3" in top.stdout
+
+    demo = cli("demo", "--help")
+    assert demo.returncode == 0
+    assert "Serve the greeting demo" in demo.stdout
+    flat = " ".join(demo.stdout.split())
+    assert (
+        "--framework {django,flask,asgi} the web framework serving the page (default: django)"
+        in flat
+    )
+    assert "--port PORT the port to listen on (default: 8000)" in flat
+
+
+def test_every_command_and_option_has_a_description_and_a_default() -> None:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        assert parser.description and len(parser.description) > 80, name
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help and "(default: " in action.help, (name, action.dest)
+
+
+# ------------------------------------------------------------- the store it uses
+
+
+def test_the_store_is_given_else_from_the_environment_else_the_sqlite_default(
+    tmp_path: Path,
+) -> None:
+    default = cli("init", cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert (tmp_path / "cloudsessions.sqlite3").is_file()
+    assert default.stdout.startswith(
+        "store: sqlite file cloudsessions.sqlite3 (table cloudsessions) (the default;"
+        " choose another with --store or $CLOUDSESSIONS_STORE)\n"
+    )
+
+    env = {"CLOUDSESSIONS_STORE": "sqlite:///from-env.db"}
+    from_env = cli("init", cwd=tmp_path, env=env)
+    assert from_env.returncode == 0 and (tmp_path / "from-env.db").is_file()
+    assert from_env.stdout.startswith(
+        "store: sqlite file from-env.db (table cloudsessions) (from $CLOUDSESSIONS_STORE)\n"
+    )
+
+    given = cli("check", "--store", "sqlite:///given.db", cwd=tmp_path, env=env)
+    assert given.returncode == 1, "given.db does not exist yet"
+    assert given.stdout.startswith(
+        "store: sqlite file given.db (table cloudsessions) (from --store)"
+    )
+    assert not (tmp_path / "given.db").exists(), "check creates nothing"
+
+
+# ------------------------------------------------ operations that tell the truth
+
+
+def test_init_check_purge_destroy_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "cli.db"
+    url = f"sqlite:///{path}"
     done = cli("init", "--store", url)
     assert done.returncode == 0, done.stderr
     assert "created sqlite file" in done.stdout and "ok   table" in done.stdout
@@ -29,15 +173,17 @@ def test_init_check_purge_destroy(tmp_path: Path) -> None:
     again = cli("init", "--store", url)
     assert "already set up, nothing changed" in again.stdout
 
+    expired_sessions(url, 5)
     store = open_store(url)
-    for _ in range(5):
-        store.create(new_session_id(), SessionRecord({}, 1.0))
     live = new_session_id()
     store.create(live, SessionRecord({"x": 1}, time.time() + 60))
     purged = cli("purge", "--store", url, "--batch-size", "2")
     assert purged.returncode == 0
-    assert purged.stdout.splitlines()[-1].startswith("removed 5 expired session(s)")
-    assert "removed 2 expired session(s) so far" in purged.stdout
+    # Off a terminal: no progress, only the result.
+    assert purged.stdout.splitlines()[1:] == [
+        f"removed 5 expired session(s) from sqlite file {path} (table cloudsessions)"
+    ]
+    assert purged.stderr == ""
     assert store.load(live) is not None
 
     refused = cli("destroy", "--store", url, stdin="no\n")
@@ -45,13 +191,161 @@ def test_init_check_purge_destroy(tmp_path: Path) -> None:
     assert store.load(live) is not None
 
     confirmed = cli("destroy", "--store", url, stdin="yes\n")
-    assert confirmed.returncode == 0 and "deleted sqlite file" in confirmed.stdout
+    assert confirmed.returncode == 0
+    assert confirmed.stdout.endswith(
+        f"deleted table cloudsessions (1 session(s)) in sqlite file {path}"
+        " (the file itself is kept)\n"
+    )
+    assert path.is_file()
+
     failed = cli("check", "--store", url)
     assert failed.returncode == 1 and "FAIL table" in failed.stdout
+    assert f"cloudsessions missing: run `cloudsessions init --store '{url}'`" in failed.stdout
+
+    nothing = cli("destroy", "--store", url, "--yes")
+    assert nothing.returncode == 1
+    assert one_error_line(nothing) == (
+        f"error: nothing to delete: sqlite file {path} has no table cloudsessions"
+    )
+    nowhere = cli("destroy", "--store", f"sqlite:///{tmp_path / 'none.db'}", "--yes")
+    assert nowhere.returncode == 1 and "does not exist" in one_error_line(nowhere)
+    assert not (tmp_path / "none.db").exists(), "destroy creates no file"
 
 
-def test_a_bad_store_url_is_a_clear_error() -> None:
-    done = cli("check", "--store", "sqlite://nowhere")
-    assert done.returncode == 2
-    assert "error: sqlite store URL" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_a_file_that_is_not_sqlite_is_reported_in_one_line_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "notdb.db"
+    path.write_text("these are my notes, not a database\n" * 50)
+    url = f"sqlite:///{path}"
+    checked = cli("check", "--store", url)
+    assert checked.returncode == 1 and checked.stderr == ""
+    assert "FAIL database file" in checked.stdout
+    assert f"{path} is not a SQLite database" in checked.stdout
+    assert "give the store URL another file" in checked.stdout
+    for operation in (["init"], ["purge"], ["destroy", "--yes"]):
+        done = cli(*operation, "--store", url)
+        assert done.returncode == 2, "a configuration error"
+        assert "is not a SQLite database" in one_error_line(done), operation
+    assert path.read_text().startswith("these are my notes"), "left as it was"
+
+
+def test_exit_statuses_are_honest(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    usage = cli("purge", "--store", url, "--batch-size", "0")
+    assert usage.returncode == 2 and "must be a positive whole number" in usage.stderr
+    bad_url = cli("check", "--store", "sqlite://nowhere")
+    assert bad_url.returncode == 2
+    assert one_error_line(bad_url).startswith("error: sqlite store URL")
+    assert cli("init", "--store", url).returncode == 0
+    assert cli("check", "--store", url).returncode == 0
+    assert cli("destroy", "--store", url, "--yes").returncode == 0
+    assert cli("check", "--store", url).returncode == 1, "a failed check"
+    assert cli("destroy", "--store", url, "--yes").returncode == 1, "nothing to delete"
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+    # A third-party store, registered the way a package registers one (an entry point),
+    # with a bug the command cannot know of.
+    (tmp_path / "brokenstore.py").write_text(
+        "class BrokenStore:\n"
+        "    @classmethod\n"
+        "    def from_url(cls, url, options):\n"
+        "        raise RuntimeError('a bug in a third-party store')\n"
+    )
+    info = tmp_path / "brokenstore-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenstore\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[cloudsessions.stores]\nbroken = brokenstore:BrokenStore\n"
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+    done = cli("check", "--store", "broken://x", env=env)
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        "error: unexpected RuntimeError: a bug in a third-party store"
+        " (run with --debug for the traceback)"
+    )
+    for debug in (["--debug", "check"], ["check", "--debug"]):
+        traced = cli(*debug, "--store", "broken://x", env=env)
+        assert traced.returncode == 1
+        assert traced.stderr.startswith("Traceback (most recent call last):"), debug
+        assert traced.stderr.splitlines()[-1] == (
+            "error: unexpected RuntimeError: a bug in a third-party store"
+        )
+
+
+# ------------------------------------------------------------------- progress
+
+
+def test_purge_shows_count_rate_and_eta_on_a_terminal_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    assert cli("init", "--store", url).returncode == 0
+    expired_sessions(url, 2000)
+    status, out, shown = on_a_terminal("purge", "--store", url, "--batch-size", "100")
+    assert status == 0
+    assert out.splitlines()[-1].startswith("removed 2000 expired session(s)")
+    # tqdm's line: the count of the total, elapsed<remaining (the ETA) and the rate.
+    assert re.search(
+        r"purging expired sessions: 100%\|[^|]*\| 2000/2000 \[\d\d:\d\d<\d\d:\d\d,"
+        r" +[\d.]+ sessions/s\]",
+        shown,
+    ), shown
+
+    expired_sessions(url, 300)
+    quiet = cli("purge", "--store", url, "--batch-size", "100")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert len(quiet.stdout.splitlines()) == 2, "the store, then the result"
+
+
+def test_destroy_shows_its_progress_on_a_terminal(tmp_path: Path) -> None:
+    # Redis deletes a store's keys batch by batch, reporting each batch.
+    url = stores.store_url("redis", tmp_path)
+    store = open_store(url)
+    for user in range(3):
+        store.create(new_session_id(), SessionRecord({}, time.time() + 60, user_id=str(user)))
+    store.close()
+    status, out, shown = on_a_terminal("destroy", "--store", url, "--yes")
+    assert status == 0
+    # Three sessions and their three users' indexes.
+    assert out.splitlines()[-1].endswith("and every session in it (6 record(s) removed)")
+    assert re.search(r"deleting: 6 records \[\d\d:\d\d, +[\d.]+ records/s\]", shown), shown
+
+
+# ------------------------------------------------------------ DynamoDB (Local)
+
+
+def test_dynamodb_operations_report_what_they_did(tmp_path: Path) -> None:
+    url = stores.store_url("dynamodb", tmp_path)  # a fresh table on DynamoDB Local
+
+    checked = cli("check", "--store", url)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # Each action the sessions need was probed, by a request that changes nothing.
+    for action in SESSION_ACTIONS:
+        assert re.search(rf"^ +allowed +{action} \(", checked.stdout, re.MULTILINE), action
+    for action in ADMIN_ACTIONS:
+        assert re.search(rf"^ +not verifiable +{action} \(", checked.stdout, re.MULTILINE)
+    assert "an emulator may allow anything" in checked.stdout
+
+    purged = cli("purge", "--store", url)
+    assert purged.returncode == 0
+    assert "removed 0 expired session(s)" in purged.stdout
+    assert "DynamoDB deletes expired sessions itself" in purged.stdout
+
+    # DynamoDB Local refuses an access key id of other characters than letters and digits
+    # as AWS refuses an unknown one: UnrecognizedClientException, before any IAM policy.
+    bad_key = cli("check", "--store", url, env={"AWS_ACCESS_KEY_ID": "not-a-key_id"})
+    assert bad_key.returncode == 2
+    line = one_error_line(bad_key)
+    assert "AWS did not accept the access key: check AWS_ACCESS_KEY_ID" in line
+    assert "IAM policy must allow" not in line
+
+    destroyed = cli("destroy", "--store", url, "--yes")
+    assert destroyed.returncode == 0
+    assert re.search(
+        r"^deleted dynamodb table \S+ \(.*\) with about 0 item\(s\)$",
+        destroyed.stdout,
+        re.MULTILINE,
+    )
+    again = cli("destroy", "--store", url, "--yes")
+    assert again.returncode == 1
+    assert "nothing to delete" in one_error_line(again) and "does not exist" in again.stderr

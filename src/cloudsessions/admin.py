@@ -1,20 +1,41 @@
-"""The operations behind `cloudsessions init|destroy|check|purge` and `manage.py cloudsessions`.
+"""The operations behind `cloudsessions init|check|purge|destroy` and `manage.py cloudsessions`.
 
-One implementation, two front doors: the CLI passes the store named by --store, the Django
-management command the store of settings.CLOUDSESSIONS unless --store is given.
+One implementation, two front doors: the CLI passes the store named by --store (else
+$CLOUDSESSIONS_STORE, else the default SQLite file), the Django management command the
+store of settings.CLOUDSESSIONS unless --store is given.
+
+Each reports only what happened: the exit status is OK (0) when the operation was done,
+FAILED (1) when it, or a check, failed or there was nothing to do it to, USAGE (2) for a
+configuration error (the message names what to set or run).
+
+Beyond the Store contract, a store may offer these methods; the operations use them when it
+does (a CachedStore is asked about the store behind it):
+
+    drop_target() -> tuple[bool, str]
+        (True, what drop() deletes) or (False, why there is nothing to delete).
+    purge_note() -> str | None
+        Who else deletes expired sessions (the store's own TTL), said after a purge.
+    count_records(*, expired_only: bool) -> int | None
+        The progress bar's total, when cheap to count: how many records purge_expired
+        (expired_only) or drop will report through `progress`; None if unknown or if it
+        reports none (a DROP TABLE).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .errors import CloudSessionsError
+from .errors import CloudSessionsError, ConfigurationError
+from .progress import progress
 from .registry import open_store
 from .store import Store
 
 Confirm = Callable[[str], bool]
+
+OK, FAILED, USAGE = 0, 1, 2
 
 
 class Writer(Protocol):
@@ -23,39 +44,104 @@ class Writer(Protocol):
     def flush(self) -> Any: ...
 
 
+# name -> (one line for the command list, the paragraph of its own --help)
 COMMANDS = {
-    "init": "create the table/collection, indexes and TTL the store needs (idempotent)",
-    "check": "report whether the store is ready, without changing anything",
-    "purge": "remove expired sessions in batches (a no-op where the store's TTL does it)",
-    "destroy": "delete the table/collection and every session in it",
+    "init": (
+        "create the table/collection, indexes and TTL the store needs (idempotent)",
+        "Create what the store needs, then check it: the SQLite file and table; the"
+        " DynamoDB table, its user index and TTL; the MongoDB TTL and user indexes; the"
+        " Firestore TTL policy; the Redis scripts (and the shared cache's, with --cache)."
+        " What exists is left alone; something of ours with other settings (say, an index"
+        " with another TTL) is reported and left alone unless --fix is given.",
+    ),
+    "check": (
+        "report whether the store is ready, without changing anything",
+        "Report, without changing anything, whether the store is ready to serve sessions:"
+        " the table or collection, its indexes and TTL, how many sessions it holds; on"
+        " DynamoDB each IAM action the library needs, probed with a request that cannot"
+        " change anything. FAIL lines fail the check (exit status 1); WARN lines do not.",
+    ),
+    "purge": (
+        "delete expired sessions in batches (or say who deletes them)",
+        "Delete expired sessions, a batch at a time, with a progress bar when stderr is a"
+        " terminal. Reads already ignore expired sessions: purging reclaims their space."
+        " Where the store deletes them itself (DynamoDB with its TTL on) purge says so"
+        " instead of scanning for them.",
+    ),
+    "destroy": (
+        "delete the table/collection and every session in it",
+        "Delete the store's table or collection and every session in it, after asking"
+        " (unless --yes). On SQLite the table is dropped and the file is kept. Exit status"
+        " 1 if there was nothing to delete or the answer was not 'yes'.",
+    ),
 }
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any], *, store_required: bool) -> None:
-    """The operations' subcommands, shared by the CLI and the Django management command."""
-    for name, help_text in COMMANDS.items():
-        op = sub.add_parser(name, help=help_text, description=help_text)
+def add_parsers(
+    sub: argparse._SubParsersAction[Any],
+    *,
+    store_required: bool,
+    store_default: str = "the configured store",
+    parents: Sequence[argparse.ArgumentParser] = (),
+    formatter_class: type[argparse.HelpFormatter] | None = None,
+) -> None:
+    """The operations' subcommands, shared by the CLI and the Django management command.
+
+    `store_default` says in --help what an absent --store means; `parents` and
+    `formatter_class` are the front door's own (the CLI's --debug, its help layout).
+    """
+    for name, (summary, description) in COMMANDS.items():
+        extra: dict[str, Any] = {"formatter_class": formatter_class} if formatter_class else {}
+        op = sub.add_parser(
+            name, help=summary, description=description, parents=list(parents), **extra
+        )
         op.add_argument(
             "--store",
             required=store_required,
-            help="store URL, e.g. sqlite:///sessions.db or dynamodb://TABLE?region=eu-west-1",
+            metavar="URL",
+            help="the store: sqlite:///sessions.db, dynamodb://TABLE?region=eu-west-1,"
+            " firestore://COLLECTION, mongodb://HOST/DB, redis://HOST:6379/0 ..."
+            f" (default: {store_default})",
         )
         op.add_argument(
             "--cache",
             metavar="REDIS_URL",
             help="the Redis of a shared cache in front of the store: init loads its scripts,"
-            " check pings it, destroy empties it (Django: with --store; else the settings')",
+            " check pings it, destroy empties it (default: none; Django: the CACHE setting"
+            " unless --store is given)",
         )
         if name == "init":
             op.add_argument(
                 "--fix",
                 action="store_true",
-                help="change what exists with other settings (e.g. an index's TTL) to ours",
+                help="change what exists with other settings (e.g. an index's TTL) to ours"
+                " (default: report it and change nothing)",
             )
         if name == "purge":
-            op.add_argument("--batch-size", type=int, default=500, help="records per batch")
+            op.add_argument(
+                "--batch-size",
+                type=_positive,
+                default=500,
+                metavar="N",
+                help="records deleted per request or statement (default: %(default)s)",
+            )
         if name == "destroy":
-            op.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+            op.add_argument(
+                "--yes",
+                action="store_true",
+                help="do not ask for confirmation (default: ask on stdin; anything but"
+                " 'yes' deletes nothing)",
+            )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return value
 
 
 def opened(url: str, cache: str | None = None) -> Store:
@@ -68,20 +154,40 @@ def opened(url: str, cache: str | None = None) -> Store:
     return CachedStore(store, cache)
 
 
-def run(store: Store, args: argparse.Namespace, out: Writer, confirm: Confirm) -> int:
-    """Run the operation named by args.command; returns the process exit status."""
+def run(
+    store: Store,
+    args: argparse.Namespace,
+    out: Writer,
+    confirm: Confirm,
+    *,
+    err: Writer | None = None,
+    bar_stream: Any = None,
+    source: str = "",
+    debug: bool = False,
+) -> int:
+    """Run the operation named by args.command; returns the process exit status.
+
+    Errors go to `err` (default: `out`) as one line, with the traceback before it if
+    `debug`; the progress bar to `bar_stream` (default: stderr), only if a terminal.
+    `source` says where the store came from, in the first line.
+    """
+    err = err if err is not None else out
     try:
+        out.write(f"store: {store.describe()}{f' ({source})' if source else ''}\n")
         operation: str = args.command
         if operation == "init":
             return init(store, out, fix=args.fix)
         if operation == "check":
             return check(store, out)
         if operation == "purge":
-            return purge(store, out, args.batch_size)
-        return destroy(store, out, confirm if not args.yes else lambda _: True)
+            return purge(store, out, args.batch_size, bar_stream=bar_stream)
+        asked = (lambda _: True) if args.yes else confirm
+        return destroy(store, out, asked, err=err, bar_stream=bar_stream)
     except CloudSessionsError as exc:
-        out.write(f"error: {exc}\n")
-        return 1
+        if debug:
+            err.write("".join(traceback.format_exception(exc)))
+        err.write(f"error: {exc}\n")
+        return USAGE if isinstance(exc, ConfigurationError) else FAILED
 
 
 def init(store: Store, out: Writer, *, fix: bool = False) -> int:
@@ -96,39 +202,66 @@ def init(store: Store, out: Writer, *, fix: bool = False) -> int:
 def check(store: Store, out: Writer) -> int:
     results = store.check()
     width = max((len(r.name) for r in results), default=0)
-    out.write(f"{store.describe()}\n")
     for result in results:
         mark = "ok  " if result.ok else "WARN" if result.warning else "FAIL"
-        out.write(f"  {mark} {result.name.ljust(width)}  {result.detail}\n")
+        # A detail of several lines (one per IAM action, say) stays under its first.
+        detail = result.detail.replace("\n", "\n" + " " * (width + 9))
+        out.write(f"  {mark} {result.name.ljust(width)}  {detail}\n")
     failed = [r for r in results if not r.ok and not r.warning]
     if failed:
         out.write(f"{len(failed)} check(s) failed\n")
-    return 1 if failed else 0
+    return FAILED if failed else OK
 
 
-def _progress(out: Writer, what: str) -> Callable[[int], None]:
-    def progress(removed: int) -> None:
-        out.write(f"  removed {removed} {what} so far\n")
-        out.flush()
-
-    return progress
-
-
-def purge(store: Store, out: Writer, batch_size: int) -> int:
-    progress = _progress(out, "expired session(s)")
-    removed = store.purge_expired(batch_size=batch_size, progress=progress)
+def purge(store: Store, out: Writer, batch_size: int, *, bar_stream: Any = None) -> int:
+    count = _optional(store, "count_records")
+    total = count(expired_only=True) if count else None
+    with progress("purging expired sessions", total=total, stream=bar_stream) as bar:
+        removed = store.purge_expired(batch_size=batch_size, progress=bar.to)
     out.write(f"removed {removed} expired session(s) from {store.describe()}\n")
-    return 0
+    note = _optional(store, "purge_note")
+    said = note() if note else None
+    if said:
+        out.write(f"{said}\n")
+    return OK
 
 
-def destroy(store: Store, out: Writer, confirm: Confirm) -> int:
-    question = f"Delete {store.describe()} and every session in it? Type 'yes' to confirm: "
-    if not confirm(question):
+def destroy(
+    store: Store,
+    out: Writer,
+    confirm: Confirm,
+    *,
+    err: Writer | None = None,
+    bar_stream: Any = None,
+) -> int:
+    target = _optional(store, "drop_target")
+    exists, what = target() if target else (True, f"{store.describe()} and every session in it")
+    if not exists:
+        (err or out).write(f"error: nothing to delete: {what}\n")
+        return FAILED
+    if store is not _behind(store):
+        what += "; the cache in front is emptied too"
+    if not confirm(f"Delete {what}? Type 'yes' to confirm: "):
         out.write("not confirmed; nothing deleted\n")
-        return 1
-    store.drop(progress=_progress(out, "record(s)"))
-    out.write(f"deleted {store.describe()}\n")
-    return 0
+        return FAILED
+    count = _optional(store, "count_records")
+    total = count(expired_only=False) if count else None
+    with progress("deleting", total=total, unit=" records", stream=bar_stream) as bar:
+        store.drop(progress=bar.to)
+    removed = f" ({bar.count} record(s) removed)" if bar.count else ""
+    out.write(f"deleted {what}{removed}\n")
+    return OK
+
+
+def _behind(store: Store) -> Store:
+    """The store a CachedStore fronts (its operations go there), else the store itself."""
+    inner = getattr(store, "store", None)
+    return inner if isinstance(inner, Store) else store
+
+
+def _optional(store: Store, name: str) -> Callable[..., Any] | None:
+    method: Callable[..., Any] | None = getattr(_behind(store), name, None)
+    return method
 
 
 def ask(question: str) -> bool:

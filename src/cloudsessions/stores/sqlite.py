@@ -8,13 +8,14 @@ that change different keys of one session both keep their change.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -240,13 +241,76 @@ class SQLiteStore(Store):
 
     def provision(self, *, fix: bool = False) -> list[str]:
         existed = self.path.exists()
-        self._connections.get()  # creates the file, WAL mode and the schema
+        try:
+            self._connections.get()  # creates the file, WAL mode and the schema
+        except StoreUnavailable as exc:
+            wrong = self._not_a_database(exc)
+            if wrong is None:
+                raise
+            raise wrong from exc.__cause__
         return [] if existed and self._table_exists() else [f"created {self.describe()}"]
 
     def drop(self, *, progress: Progress | None = None) -> None:
-        self._execute("drop the table", f"DROP TABLE IF EXISTS {self.table}")
-        self._schema_ready = False
+        """DROP TABLE (its indexes go with it). The file is kept, as it may hold other
+        tables; a missing file is not created."""
+        if not self.path.exists():
+            return
         self.close()
+        self._schema_ready = False  # a later use creates the table again
+        with self._inspecting("drop the table") as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {self.table}")
+
+    def drop_target(self) -> tuple[bool, str]:
+        """What drop() deletes, or why there is nothing to (see cloudsessions.admin)."""
+        if not self.path.exists():
+            return False, f"{self.path} does not exist"
+        with self._inspecting("find the table") as conn:
+            count = self._count(conn, expired_only=False)
+        if count is None:
+            return False, f"sqlite file {self.path} has no table {self.table}"
+        return True, (
+            f"table {self.table} ({count} session(s)) in sqlite file {self.path}"
+            " (the file itself is kept)"
+        )
+
+    def count_records(self, *, expired_only: bool) -> int | None:
+        """The expired sessions purge will delete (drop, one statement, reports none)."""
+        if not expired_only or not self.path.exists():
+            return None
+        with self._inspecting("count the expired sessions") as conn:
+            return self._count(conn, expired_only=True)
+
+    def _count(self, conn: sqlite3.Connection, *, expired_only: bool) -> int | None:
+        """The sessions in the table (expired ones only: through the expires_at index),
+        or None if there is no table."""
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,)
+        ).fetchone()
+        if found is None:
+            return None
+        where = " WHERE expires_at <= ?" if expired_only else ""
+        params = (time.time(),) if expired_only else ()
+        count: int = conn.execute(f"SELECT count(*) FROM {self.table}{where}", params).fetchone()[0]
+        return count
+
+    @contextlib.contextmanager
+    def _inspecting(self, what: str) -> Iterator[sqlite3.Connection]:
+        """A plain connection to an existing file: unlike the store's own, it creates
+        neither the schema nor WAL mode (check and destroy change nothing by looking)."""
+        try:
+            with self._errors(what):
+                conn = sqlite3.connect(
+                    self.path, timeout=self.options.timeout, isolation_level=None
+                )
+                try:
+                    yield conn
+                finally:
+                    conn.close()
+        except StoreUnavailable as exc:
+            wrong = self._not_a_database(exc)
+            if wrong is None:
+                raise
+            raise wrong from exc.__cause__
 
     def _table_exists(self) -> bool:
         row = self._execute(
@@ -256,29 +320,63 @@ class SQLiteStore(Store):
         ).fetchone()
         return row is not None
 
+    def _init_hint(self) -> str:
+        table = f"?table={self.table}" if self.table != SQLiteOptions.table else ""
+        return f"run `cloudsessions init --store 'sqlite:///{self.path}{table}'`"
+
     def check(self) -> list[CheckResult]:
         if not self.path.exists():
-            return [CheckResult("database file", False, f"{self.path} does not exist: run init")]
-        results = [CheckResult("database file", True, str(self.path.resolve()))]
-        conn = sqlite3.connect(self.path, timeout=self.options.timeout)
-        try:
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            results.append(CheckResult("journal mode", mode == "wal", mode))
-            names = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE tbl_name = ?", (self.table,)
+            return [
+                CheckResult(
+                    "database file", False, f"{self.path} does not exist: {self._init_hint()}"
                 )
-            }
-            results.append(CheckResult("table", self.table in names, self.table))
-            for index in (f"{self.table}_user_id", f"{self.table}_expires_at"):
-                results.append(CheckResult("index", index in names, index))
-            if self.table in names:
-                count, expired = conn.execute(
-                    f"SELECT count(*), count(*) FILTER (WHERE expires_at <= ?) FROM {self.table}",
-                    (time.time(),),
-                ).fetchone()
-                results.append(CheckResult("sessions", True, f"{count} stored, {expired} expired"))
-        finally:
-            conn.close()
+            ]
+        where = str(self.path.resolve())
+        try:
+            with self._inspecting("check the database") as conn:
+                return self._check(conn, where)
+        except ConfigurationError as exc:  # not a database (a text file, another format)
+            return [CheckResult("database file", False, str(exc))]
+        except StoreUnavailable as exc:  # unreadable, or locked for longer than the timeout
+            fix = "check its permissions and that no process holds a lock on it"
+            return [CheckResult("database file", False, f"{where}: {exc.__cause__}: {fix}")]
+
+    def _not_a_database(self, exc: StoreUnavailable) -> ConfigurationError | None:
+        """The error naming the fix, if `exc` is SQLite finding a file of another kind."""
+        cause = exc.__cause__
+        if not (isinstance(cause, sqlite3.DatabaseError) and "not a database" in str(cause)):
+            return None
+        return ConfigurationError(
+            f"{self.path.resolve()} is not a SQLite database ({cause}): give the store URL"
+            " another file, or move this one away and run `cloudsessions init`"
+        )
+
+    def _check(self, conn: sqlite3.Connection, where: str) -> list[CheckResult]:
+        results = [CheckResult("database file", True, where)]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        results.append(
+            CheckResult(
+                "journal mode",
+                mode == "wal",
+                mode if mode == "wal" else f"{mode}, not wal: {self._init_hint()}",
+            )
+        )
+        names = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE tbl_name = ?", (self.table,)
+            )
+        }
+        if self.table not in names:
+            detail = f"{self.table} missing: {self._init_hint()}"
+            return [*results, CheckResult("table", False, detail)]
+        results.append(CheckResult("table", True, self.table))
+        for index in (f"{self.table}_user_id", f"{self.table}_expires_at"):
+            ok = index in names
+            results.append(
+                CheckResult("index", ok, index if ok else f"{index} missing: {self._init_hint()}")
+            )
+        count = self._count(conn, expired_only=False)
+        expired = self._count(conn, expired_only=True)
+        results.append(CheckResult("sessions", True, f"{count} stored, {expired} expired"))
         return results

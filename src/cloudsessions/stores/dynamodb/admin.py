@@ -2,20 +2,21 @@
 
 `cloudsessions init` (provision) creates the table, or completes an existing one (the
 user index, TTL) after checking that its key matches the options; `check` reports the
-same without changing anything. None of this runs on a request.
+same without changing anything, and probes each IAM action sessions need with a request
+that cannot change anything (see _probes). None of this runs on a request.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from ...errors import ConfigurationError, StoreUnavailable
 from ...store import CheckResult, Progress
-from .requests import code
+from .requests import code, message
 
 if TYPE_CHECKING:
     from .store import DynamoDBStore
@@ -37,6 +38,17 @@ ADMIN_ACTIONS = (
     "dynamodb:DeleteTable",
     "dynamodb:UpdateTable",
 )
+# AWS answers these when it cannot tell who signed the request (a wrong access key or
+# secret, expired temporary credentials): before any IAM policy is consulted.
+KEY_ERRORS = (
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "IncompleteSignatureException",
+    "MissingAuthenticationTokenException",
+    "ExpiredTokenException",
+)
+# Never a record id (those are SHA-256 hex digests): what the IAM probes name.
+PROBE_ID = "cloudsessions-check:no-such-session"
 # A hint in messages, formatted with the store.
 INIT_HINT = "run `cloudsessions init --store '{store.url}'`"
 _WAIT = {"Delay": 2, "MaxAttempts": 150}  # boto3's table waiters: up to 5 minutes
@@ -96,6 +108,7 @@ def provision(store: DynamoDBStore) -> list[str]:
 
 
 def drop(store: DynamoDBStore) -> None:
+    """DeleteTable, and wait until it is gone; a table that does not exist is left so."""
     with store._errors("delete the table"):
         try:
             store.client.delete_table(TableName=store.table)
@@ -104,6 +117,17 @@ def drop(store: DynamoDBStore) -> None:
                 return
             raise
         store.client.get_waiter("table_not_exists").wait(TableName=store.table, WaiterConfig=_WAIT)
+
+
+def drop_target(store: DynamoDBStore) -> tuple[bool, str]:
+    """What drop() deletes, or why there is nothing to (see cloudsessions.admin)."""
+    table = _describe_table(store)
+    if table is None:
+        return False, (
+            f"{store.describe()} does not exist: check the table name, region= and endpoint="
+        )
+    # ItemCount is DynamoDB's own figure, refreshed about every six hours.
+    return True, f"{store.describe()} with about {table.get('ItemCount', 0)} item(s)"
 
 
 def check(store: DynamoDBStore) -> list[CheckResult]:
@@ -152,16 +176,142 @@ def check(store: DynamoDBStore) -> list[CheckResult]:
             f" on {o.ttl_attribute}",
         )
     )
-    actions = (
-        f"sessions: {', '.join(SESSION_ACTIONS)}; init/destroy also: {', '.join(ADMIN_ACTIONS)}"
-    )
-    results.append(CheckResult("IAM actions", True, actions))
+    results.append(_check_actions(store, has_index=index is not None))
     return results
+
+
+def _probes(store: DynamoDBStore) -> dict[str, tuple[str, Callable[[], object]]]:
+    """action -> (how it is probed, the request), for the data-plane actions sessions use.
+
+    IAM decides before DynamoDB reads the item: a denied action answers
+    AccessDeniedException, an allowed one runs. Each request names an item that cannot
+    exist (PROBE_ID), and each write is conditional on it existing, so it fails with
+    ConditionalCheckFailedException and writes nothing; deleting an absent item in a batch
+    deletes nothing.
+    """
+    o, client, table = store.options, store.client, store.table
+    key = store._requests.key(PROBE_ID)
+    absent = {
+        "ConditionExpression": "attribute_exists(#p)",
+        "ExpressionAttributeNames": {"#p": o.partition_key},
+    }
+    return {
+        "dynamodb:GetItem": (
+            "a key that cannot exist",
+            lambda: client.get_item(TableName=table, Key=key),
+        ),
+        "dynamodb:PutItem": (
+            "conditional on a key that cannot exist: writes nothing",
+            lambda: client.put_item(TableName=table, Item=key, **absent),
+        ),
+        "dynamodb:UpdateItem": (
+            "conditional on a key that cannot exist: writes nothing",
+            lambda: client.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET #t = :t",
+                ConditionExpression="attribute_exists(#p)",
+                ExpressionAttributeNames={"#p": o.partition_key, "#t": o.ttl_attribute},
+                ExpressionAttributeValues={":t": {"N": "0"}},
+            ),
+        ),
+        "dynamodb:DeleteItem": (
+            "conditional on a key that cannot exist: deletes nothing",
+            lambda: client.delete_item(TableName=table, Key=key, **absent),
+        ),
+        "dynamodb:Query": (
+            f"index {o.user_index}, a user id of no session",
+            lambda: client.query(
+                TableName=table,
+                IndexName=o.user_index,
+                KeyConditionExpression="#u = :u",
+                ExpressionAttributeNames={"#u": o.user_attribute},
+                ExpressionAttributeValues={":u": {"S": PROBE_ID}},
+                Limit=1,
+            ),
+        ),
+        "dynamodb:Scan": (
+            "a count of one item",
+            lambda: client.scan(TableName=table, Limit=1, Select="COUNT"),
+        ),
+        "dynamodb:BatchWriteItem": (
+            "a delete of a key that cannot exist: deletes nothing",
+            lambda: client.batch_write_item(
+                RequestItems={table: [{"DeleteRequest": {"Key": key}}]}
+            ),
+        ),
+    }
+
+
+def _check_actions(store: DynamoDBStore, *, has_index: bool) -> CheckResult:
+    """One line per action: allowed, DENIED, or why it was not verified."""
+    lines = []
+    with store._errors("probe the IAM actions"):  # a bad key, no network: raised and mapped
+        for action, (how, request) in _probes(store).items():
+            if action == "dynamodb:Query" and not has_index:
+                lines.append(("not verifiable", action, "no user index to query yet: run init"))
+                continue
+            status, reason = _probe(request)
+            lines.append((status, action, reason or how))
+    # check() has just made these two calls: allowed, or it would have stopped there.
+    lines += [
+        ("allowed", action, "check read the table's settings")
+        for action in ("dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive")
+    ]
+    lines += [
+        ("not verifiable", action, "only by changing the table; init/destroy need it")
+        for action in ADMIN_ACTIONS
+    ]
+    denied = [action for status, action, _ in lines if status == "DENIED"]
+    unsure = [action for status, action, _ in lines if status == "not verified"]
+    if denied:
+        summary = (
+            f"{len(denied)} denied: add them to the credentials' IAM policy, on the table"
+            " and its indexes"
+        )
+    elif unsure:
+        summary = f"{len(unsure)} not verified (below)"
+    else:
+        summary = "every action sessions need is allowed"
+        if store.options.endpoint:
+            summary += f" by {store.options.endpoint} (an emulator may allow anything)"
+    width = max(len(status) for status, _, _ in lines)
+    detail = "\n".join(
+        [summary, *(f"{status.ljust(width)}  {action} ({why})" for status, action, why in lines)]
+    )
+    return CheckResult("IAM actions", not denied and not unsure, detail, warning=not denied)
+
+
+def _probe(request: Callable[[], object]) -> tuple[str, str]:
+    """(status, why if not allowed) of one probe request."""
+    try:
+        request()
+    except ClientError as exc:
+        if code(exc) == "ConditionalCheckFailedException":
+            return "allowed", ""
+        if code(exc) == "AccessDeniedException":
+            return "DENIED", message(exc)
+        if code(exc) in KEY_ERRORS:
+            raise  # the credentials themselves: check cannot go on
+        # A missing index, throttling, a server error: the answer says nothing of IAM.
+        return "not verified", f"{code(exc)}: {message(exc)}"
+    return "allowed", ""
 
 
 def ttl_enabled(store: DynamoDBStore) -> bool:
     status, attribute = _time_to_live(store)
     return status in ("ENABLED", "ENABLING") and attribute == store.options.ttl_attribute
+
+
+def purge_note(store: DynamoDBStore) -> str | None:
+    """Why purge leaves expired sessions, if it does (see cloudsessions.admin)."""
+    if not ttl_enabled(store):
+        return None
+    return (
+        f"time to live is on (attribute {store.options.ttl_attribute}): DynamoDB deletes"
+        " expired sessions itself, usually within a few days of their expiry, and reads"
+        " ignore them until then, so purge does not scan the table for them"
+    )
 
 
 def purge_expired(

@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
     ParamValidationError,
@@ -51,7 +52,7 @@ from ...store import (
     parse_options,
 )
 from . import admin
-from .admin import ADMIN_ACTIONS, INIT_HINT, SESSION_ACTIONS
+from .admin import ADMIN_ACTIONS, INIT_HINT, KEY_ERRORS, SESSION_ACTIONS
 from .options import DynamoDBOptions, check_name
 from .requests import Requests, code, message
 
@@ -103,9 +104,18 @@ class DynamoDBStore(Store):
         ErrorKind(
             ClientError,
             ConfigurationError,
-            f"the credentials need {', '.join(SESSION_ACTIONS)} on the table and its indexes"
-            f" (init/destroy also {', '.join(ADMIN_ACTIONS)})",
-            when=_code_is("AccessDeniedException", "UnrecognizedClientException"),
+            f"the credentials' IAM policy must allow {', '.join(SESSION_ACTIONS)} on the"
+            f" table and its indexes (init/destroy also {', '.join(ADMIN_ACTIONS)});"
+            " `cloudsessions check` probes each",
+            when=_code_is("AccessDeniedException"),
+        ),
+        ErrorKind(
+            ClientError,
+            ConfigurationError,
+            "AWS did not accept the access key: check AWS_ACCESS_KEY_ID and"
+            " AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN for temporary credentials), or"
+            " the profile= option, and renew expired credentials (not an IAM permission issue)",
+            when=_code_is(*KEY_ERRORS),
         ),
         # Keys written by other requests grew the item past 400 KB: the size check before
         # a write only sees this request's copy of the session.
@@ -133,6 +143,18 @@ class DynamoDBStore(Store):
         ErrorKind(ProfileNotFound, ConfigurationError, "check the profile= option"),
         ErrorKind(
             ParamValidationError, ConfigurationError, "check the table, key and attribute options"
+        ),
+        # botocore's check of endpoint=, when the client is made.
+        ErrorKind(
+            ValueError,
+            ConfigurationError,
+            "endpoint= must be a URL such as http://localhost:8000",
+            when=lambda exc: "endpoint" in str(exc).lower(),
+        ),
+        ErrorKind(
+            EndpointConnectionError,
+            StoreUnavailable,
+            "check region=, endpoint= and that this machine reaches DynamoDB",
         ),
         # Connection refused or reset, timeouts: botocore has already retried.
         ErrorKind(BotoCoreError, StoreUnavailable),
@@ -361,6 +383,14 @@ class DynamoDBStore(Store):
 
     def drop(self, *, progress: Progress | None = None) -> None:
         admin.drop(self)
+
+    def drop_target(self) -> tuple[bool, str]:
+        """What drop() deletes, or why there is nothing to (see cloudsessions.admin)."""
+        return admin.drop_target(self)
+
+    def purge_note(self) -> str | None:
+        """Why purge_expired leaves expired sessions: the table's TTL deletes them."""
+        return admin.purge_note(self)
 
     def check(self) -> list[CheckResult]:
         return admin.check(self)
