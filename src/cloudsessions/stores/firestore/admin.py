@@ -6,6 +6,7 @@ Each runs the store's sync client; the async API runs them in a worker thread.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,26 @@ def provision(store: FirestoreStore, *, fix: bool = False) -> list[str]:
 def drop(store: FirestoreStore, *, progress: Progress | None = None) -> None:
     """Delete every document of the collection, a batch at a time."""
     _delete_matching(store, _collection(store), MAX_BATCH, progress, "drop the collection")
+
+
+def drop_target(store: FirestoreStore) -> tuple[bool, str]:
+    """What drop() deletes, or why there is nothing to (cloudsessions.admin): a collection
+    exists only through its documents."""
+    with store._errors("count the documents"):
+        count = _count(store, _collection(store))
+    if not count:
+        return False, f"{store.describe()} holds no documents"
+    return True, f"{store.describe()} with its {count} document(s)"
+
+
+def count_records(store: FirestoreStore, *, expired_only: bool) -> int:
+    """What purge (expired_only) or drop will delete, by an aggregation query: the total
+    of their progress bar."""
+    query = _collection(store)
+    if expired_only:
+        query = query.where(filter=FieldFilter(EXPIRES_AT, "<=", timestamp(us(time.time()))))
+    with store._errors("count the documents"):
+        return _count(store, query)
 
 
 def check(store: FirestoreStore) -> list[CheckResult]:

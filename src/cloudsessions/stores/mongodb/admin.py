@@ -142,6 +142,19 @@ def check(coll: Collection[Document], describe: str, errors: Errors) -> list[Che
     return results
 
 
+def drop_target(coll: Collection[Document], describe: str) -> tuple[bool, str]:
+    """What dropping the collection deletes, or why there is nothing to (cloudsessions.admin):
+    a drop of a collection that does not exist succeeds, having deleted nothing."""
+    if not coll.database.list_collection_names(filter={"name": coll.name}):
+        return False, f"{describe} does not exist"
+    return True, f"{describe} with about {coll.estimated_document_count()} session(s)"
+
+
+def count_expired(coll: Collection[Document]) -> int:
+    """The expired sessions a purge will delete, through the TTL index: its progress total."""
+    return coll.count_documents(expired(time.time()))
+
+
 def _find_index(existing: Sequence[Mapping[str, Any]], want: _Index) -> Mapping[str, Any] | None:
     """The index that is, or stands in the way of, `want`: same name, else same key."""
     for index in existing:
