@@ -100,8 +100,8 @@ def add_parsers(
             required=store_required,
             metavar="URL",
             help="the store: sqlite:///sessions.db, dynamodb://TABLE?region=eu-west-1,"
-            " firestore://COLLECTION, mongodb://HOST/DB, redis://HOST:6379/0 ..."
-            f" (default: {store_default})",
+            " firestore://PROJECT/COLLECTION, mongodb://HOST:PORT/DB?collection=NAME,"
+            f" redis://HOST:PORT/DB?prefix=NAME (default: {store_default})",
         )
         op.add_argument(
             "--cache",
