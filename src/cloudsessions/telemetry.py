@@ -11,13 +11,13 @@ delete_for_user, purge_expired, and their async twins) runs inside one `_Call`:
 - a WARNING on the "cloudsessions" logger when a call took longer than the slow-call
   threshold (CLOUDSESSIONS_SLOW_CALL_SECONDS, default 1 s), and an ERROR when the store did
   not answer (StoreUnavailable), naming the store kind and the operation, never an id.
-  The front doors answer such a request with a quiet 503: this line is what tells the
-  operator why.
+  The front doors answer such a request with a 503: this line tells the operator why.
+  purge_expired logs neither (its caller reports progress and errors), only its span.
 
 Nothing here runs at import time. Whether OpenTelemetry is importable is decided once, at
 the first store call: without it a call costs two clock reads and no import is attempted
 again. With the API but no SDK (its no-op tracer), a call starts a non-recording span and
-does not touch the context (about 1 us; the API's own start_as_current_span costs 9 us
+does not touch the context (a few us; the API's own start_as_current_span costs 9 us
 there). See docs/observability.md.
 """
 
@@ -75,8 +75,12 @@ ERROR_TYPE = "error.type"
 DB_SYSTEM = "db.system.name"
 # The conventions' well-known db.system.name values (Firestore has none; "cached", a store
 # with cache tiers in front, is no DBMS).
-DB_SYSTEMS = {"sqlite": "sqlite", "dynamodb": "aws.dynamodb", "mongodb": "mongodb"}
-DB_SYSTEMS["redis"] = "redis"
+DB_SYSTEMS = {
+    "sqlite": "sqlite",
+    "dynamodb": "aws.dynamodb",
+    "mongodb": "mongodb",
+    "redis": "redis",
+}
 
 # The contract's answers that are not failures of the call: the caller handles them (a new
 # id, dropped changes), so the span gets the outcome but no error status.
@@ -90,8 +94,10 @@ FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (ConfigurationError, "misconfigured"),
 )
 
-# A purge of a large table takes long by design (the CLI shows its progress): not "slow".
-NEVER_SLOW = frozenset({"purge_expired"})
+# Maintenance, not requests: a purge of a large table takes long by design, and its caller
+# (the CLI, clearsessions, a cron job) shows its progress and reports its errors itself.
+# Its span is kept; a log line would say the same thing twice.
+UNLOGGED = frozenset({"purge_expired"})
 
 _UNDECIDED: Any = object()
 _tracer: Any = _UNDECIDED  # Tracer, or None when OpenTelemetry is not importable
@@ -169,7 +175,7 @@ class _Call:
 
     def __init__(self, kind: str, operation: str) -> None:
         # Read before the call: a bad CLOUDSESSIONS_SLOW_CALL_SECONDS fails before any write.
-        self.slow = 0.0 if operation in NEVER_SLOW else slow_call_seconds()
+        self.slow = 0.0 if operation in UNLOGGED else slow_call_seconds()
         self.kind = kind
         self.operation = operation
         self.outcome = "ok"
@@ -208,6 +214,8 @@ class _Call:
             self.outcome = _outcome(exc)
         if self.span is not None:
             self._finish(exc, failed)
+        if self.operation in UNLOGGED:
+            return
         if isinstance(exc, StoreUnavailable):
             logger.error(
                 "the %s session store did not answer a %s call (%.2f s): %s",
