@@ -485,8 +485,8 @@ def test_every_front_door_takes_the_same_cache_setting(tmp_path: Path) -> None:
             CloudSessions(app)
         with pytest.raises(ConfigurationError, match=r"^cache: CACHE turns on no tier"):
             SessionMiddleware(Starlette(), store=url, cache={"shared": True})
-        with pytest.raises(ConfigurationError, match=r"settings.CLOUDSESSIONS\['CACHE'\]"):
-            Config({"CACHE": {"max_staleness": -1}})
+        problems = Config({"CACHE": {"max_staleness": -1}}).problems
+        assert [p.key for p in problems] == ["CACHE"] and "max_staleness" in problems[0].message
     finally:
         close_shared_stores()
 

@@ -349,3 +349,40 @@ def test_dynamodb_operations_report_what_they_did(tmp_path: Path) -> None:
     again = cli("destroy", "--store", url, "--yes")
     assert again.returncode == 1
     assert "nothing to delete" in one_error_line(again) and "does not exist" in again.stderr
+
+
+# ------------------------------------------------------ MongoDB, Firestore, Redis
+
+
+def test_mongodb_destroy_says_what_it_deleted_and_when_nothing_was_there(tmp_path: Path) -> None:
+    url = stores.store_url("mongodb", tmp_path)  # a fresh collection, with its indexes
+    expired_sessions(url, 2)
+    destroyed = cli("destroy", "--store", url, "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert re.search(
+        r"^deleted mongodb collection \S+ .* with about 2 session\(s\)$",
+        destroyed.stdout,
+        re.MULTILINE,
+    )
+    again = cli("destroy", "--store", url, "--yes")
+    assert again.returncode == 1
+    assert "nothing to delete" in one_error_line(again) and "does not exist" in again.stderr
+
+
+def test_firestore_destroy_counts_the_documents_it_deletes(tmp_path: Path) -> None:
+    url = stores.store_url("firestore", tmp_path)  # a collection of no document yet
+    empty = cli("destroy", "--store", url, "--yes")
+    assert empty.returncode == 1 and "holds no documents" in one_error_line(empty)
+    expired_sessions(url, 3)
+    destroyed = cli("destroy", "--store", url, "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert destroyed.stdout.endswith("with its 3 document(s) (3 record(s) removed)\n")
+
+
+def test_redis_purge_says_that_redis_expires_sessions_itself(tmp_path: Path) -> None:
+    purged = cli("purge", "--store", stores.store_url("redis", tmp_path))
+    assert purged.returncode == 0
+    assert purged.stdout.splitlines()[-1] == (
+        "Redis deletes expired sessions itself: each session's keys expire with it,"
+        " so there is nothing to purge"
+    )

@@ -299,7 +299,7 @@ def test_destroy_removes_only_this_stores_keys_with_progress(both: Instrumented)
     other.create(theirs, live({}))
     out = _Out()
     assert run_destroy(store, out, lambda question: "Type 'yes'" in question) == 0
-    assert "removed 2 record(s) so far" in out.text, "the session and its user's index"
+    assert "(2 record(s) removed)" in out.text, "the session and its user's index"
     assert store.load(mine) is None and store.for_user("7") == []
     assert other.load(theirs) is not None
     other.drop()

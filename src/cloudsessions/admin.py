@@ -8,17 +8,7 @@ Each reports only what happened: the exit status is OK (0) when the operation wa
 FAILED (1) when it, or a check, failed or there was nothing to do it to, USAGE (2) for a
 configuration error (the message names what to set or run).
 
-Beyond the Store contract, a store may offer these methods; the operations use them when it
-does (a CachedStore is asked about the store behind it):
-
-    drop_target() -> tuple[bool, str]
-        (True, what drop() deletes) or (False, why there is nothing to delete).
-    purge_note() -> str | None
-        Who else deletes expired sessions (the store's own TTL), said after a purge.
-    count_records(*, expired_only: bool) -> int | None
-        The progress bar's total, when cheap to count: how many records purge_expired
-        (expired_only) or drop will report through `progress`; None if unknown or if it
-        reports none (a DROP TABLE).
+What they report comes from the store (Store.drop_target, purge_note, count_records).
 """
 
 from __future__ import annotations
@@ -28,6 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from .cache import CachedStore
 from .errors import CloudSessionsError, ConfigurationError
 from .progress import progress
 from .registry import open_store
@@ -149,8 +140,6 @@ def opened(url: str, cache: str | None = None) -> Store:
     store = open_store(url)
     if not cache:
         return store
-    from .cache import CachedStore
-
     return CachedStore(store, cache)
 
 
@@ -214,13 +203,11 @@ def check(store: Store, out: Writer) -> int:
 
 
 def purge(store: Store, out: Writer, batch_size: int, *, bar_stream: Any = None) -> int:
-    count = _optional(store, "count_records")
-    total = count(expired_only=True) if count else None
+    total = store.count_records(expired_only=True)
     with progress("purging expired sessions", total=total, stream=bar_stream) as bar:
         removed = store.purge_expired(batch_size=batch_size, progress=bar.to)
     out.write(f"removed {removed} expired session(s) from {store.describe()}\n")
-    note = _optional(store, "purge_note")
-    said = note() if note else None
+    said = store.purge_note()
     if said:
         out.write(f"{said}\n")
     return OK
@@ -234,34 +221,21 @@ def destroy(
     err: Writer | None = None,
     bar_stream: Any = None,
 ) -> int:
-    target = _optional(store, "drop_target")
-    exists, what = target() if target else (True, f"{store.describe()} and every session in it")
+    exists, what = store.drop_target()
     if not exists:
         (err or out).write(f"error: nothing to delete: {what}\n")
         return FAILED
-    if store is not _behind(store):
+    if isinstance(store, CachedStore):
         what += "; the cache in front is emptied too"
     if not confirm(f"Delete {what}? Type 'yes' to confirm: "):
         out.write("not confirmed; nothing deleted\n")
         return FAILED
-    count = _optional(store, "count_records")
-    total = count(expired_only=False) if count else None
+    total = store.count_records(expired_only=False)
     with progress("deleting", total=total, unit=" records", stream=bar_stream) as bar:
         store.drop(progress=bar.to)
     removed = f" ({bar.count} record(s) removed)" if bar.count else ""
     out.write(f"deleted {what}{removed}\n")
     return OK
-
-
-def _behind(store: Store) -> Store:
-    """The store a CachedStore fronts (its operations go there), else the store itself."""
-    inner = getattr(store, "store", None)
-    return inner if isinstance(inner, Store) else store
-
-
-def _optional(store: Store, name: str) -> Callable[..., Any] | None:
-    method: Callable[..., Any] | None = getattr(_behind(store), name, None)
-    return method
 
 
 def ask(question: str) -> bool:

@@ -99,7 +99,8 @@ def test_management_command_shares_the_cli_operations(tmp_path: Path) -> None:
         assert "removed 1 expired session(s) from" in out.getvalue()
         out = StringIO()
         management.call_command("cloudsessions", "destroy", "--yes", stdout=out)
-        assert "deleted sqlite file" in out.getvalue()
+        assert "deleted table cloudsessions" in out.getvalue()
+        assert "(the file itself is kept)" in out.getvalue()
         out = StringIO()
         with pytest.raises(management.CommandError):
             management.call_command("cloudsessions", "check", stdout=out)

@@ -295,6 +295,15 @@ class CachedStore(Store):
         if self.shared is not None:
             self.shared.drop()
 
+    def drop_target(self) -> tuple[bool, str]:
+        return self.store.drop_target()
+
+    def purge_note(self) -> str | None:
+        return self.store.purge_note()
+
+    def count_records(self, *, expired_only: bool) -> int | None:
+        return self.store.count_records(expired_only=expired_only)
+
     def check(self) -> list[CheckResult]:
         results = self.store.check()
         if self.shared is not None:

@@ -206,6 +206,22 @@ class Store(abc.ABC):
     def describe(self) -> str:
         """A one-line, secret-free description for messages (e.g. 'sqlite file ./x.db')."""
 
+    # What the operations (cloudsessions purge/destroy) report; stores refine them.
+
+    def drop_target(self) -> tuple[bool, str]:
+        """(True, what drop() deletes) or (False, why there is nothing to delete)."""
+        return True, f"{self.describe()} and every session in it"
+
+    def purge_note(self) -> str | None:
+        """Who else deletes expired sessions (the store's own TTL), said after a purge."""
+        return None
+
+    def count_records(self, *, expired_only: bool) -> int | None:
+        """The progress bar's total, when cheap to count: how many records purge_expired
+        (expired_only) or drop will report through `progress`; None if unknown or if it
+        reports none (a DROP TABLE)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (every event loop's too); reopened lazily if used again."""
 

@@ -356,6 +356,8 @@ class FirestoreStore(Store):
     # What no request runs, in admin.py.
     provision = admin.provision
     drop = admin.drop
+    drop_target = admin.drop_target
+    count_records = admin.count_records
     check = admin.check
     _purge_expired = admin.purge_expired
     _for_user = admin.for_user

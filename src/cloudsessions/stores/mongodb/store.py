@@ -267,6 +267,19 @@ class MongoDBStore(Store):
         with self._errors("drop the collection"):
             self._collection().drop()
 
+    def drop_target(self) -> tuple[bool, str]:
+        """What drop() deletes, or why there is nothing to (see cloudsessions.admin)."""
+        with self._errors("find the collection"):
+            coll = self._collection()
+            return admin.drop_target(coll, self.describe())
+
+    def count_records(self, *, expired_only: bool) -> int | None:
+        """The expired sessions purge will delete (drop, one command, reports none)."""
+        if not expired_only:
+            return None
+        with self._errors("count the expired sessions"):
+            return admin.count_expired(self._collection())
+
     def check(self) -> list[CheckResult]:
         coll = self._collection()
         return admin.check(coll, self.describe(), self._errors)

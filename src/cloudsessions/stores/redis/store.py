@@ -330,6 +330,13 @@ class RedisStore(Store):
     def _purge_expired(self, now: float, batch_size: int, progress: Progress | None) -> int:
         return 0  # Redis removes expired keys itself (PEXPIREAT)
 
+    def purge_note(self) -> str:
+        """Why purge_expired removes nothing (see cloudsessions.admin)."""
+        return (
+            "Redis deletes expired sessions itself: each session's keys expire with it,"
+            " so there is nothing to purge"
+        )
+
     def provision(self, *, fix: bool = False) -> list[str]:
         client, _ = self._sync.get()
         with self._errors("load the scripts"):
