@@ -258,3 +258,12 @@ def test_manage_py_with_settings_after_the_operation_from_any_directory(tmp_path
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ok   table" in check.stdout and not list(second.iterdir())
+
+
+def test_manage_py_help_cloudsessions_reads_like_the_clis_manual() -> None:
+    from cloudsessions.django.management.commands.cloudsessions import Command
+
+    text = Command().create_parser("manage.py", "cloudsessions").format_help()
+    for part in ("the store:", "exit status:", "examples:", "settings.CLOUDSESSIONS"):
+        assert part in text
+    assert "  2    a wrong setting or --store URL" in text, "the blocks keep their layout"

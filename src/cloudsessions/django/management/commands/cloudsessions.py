@@ -8,19 +8,60 @@ import contextlib
 import copy
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    DjangoHelpFormatter,
+)
 
 from .... import admin
+from ....cli import Manual
 from ....errors import CloudSessionsError
 from ...conf import config
 
+EPILOG = """\
+the store:
+  settings.CLOUDSESSIONS (its STORE and CACHE), else --store URL for another one.
+  The first line an operation prints names the store.
+
+exit status:
+  0    done; for check, nothing failed (WARN lines do not fail it)
+  1    the operation failed, a check failed, or destroy found nothing to delete or
+       was not confirmed
+  2    a wrong setting or --store URL (the message says what to fix)
+
+examples:
+  python manage.py cloudsessions init
+  python manage.py cloudsessions check --settings=mysite.settings.prod -v 2
+  python manage.py cloudsessions purge --batch-size 1000
+  python manage.py cloudsessions destroy --yes"""
+
+
+class _Manual(Manual, DjangoHelpFormatter):
+    """Django's option order, with the CLI's layout of the epilog's blocks."""
+
 
 class Command(BaseCommand):
-    help = "Set up, check, purge or destroy the session store."
+    help = (
+        "Set up (init), check (check), clean (purge) or delete (destroy) the session store"
+        " of settings.CLOUDSESSIONS: the same operations as the `cloudsessions` command."
+        " Run `manage.py cloudsessions OPERATION --help` for each one's options."
+    )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, epilog=EPILOG, **kwargs)
+        parser.formatter_class = _Manual
+        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="command", required=True, metavar="OPERATION")
-        admin.add_parsers(sub, store_required=False)
+        admin.add_parsers(
+            sub,
+            store_required=False,
+            store_default="the store of settings.CLOUDSESSIONS",
+            formatter_class=_Manual,
+        )
         for operation in sub.choices.values():
             _accept_common_options(parser, operation)
 
@@ -33,7 +74,15 @@ class Command(BaseCommand):
             # A wrong setting or --store URL: one line naming the fix, not a traceback.
             raise CommandError(str(exc), returncode=2) from exc
         with contextlib.closing(store) if url else contextlib.nullcontext():
-            status = admin.run(store, argparse.Namespace(**options), self.stdout, admin.ask)
+            status = admin.run(
+                store,
+                argparse.Namespace(**options),
+                self.stdout,
+                admin.ask,
+                err=self.stderr,
+                bar_stream=self.stderr,
+                source="from --store" if url else "from settings.CLOUDSESSIONS",
+            )
         if status:
             raise CommandError(f"cloudsessions {options['command']} failed", returncode=status)
 
