@@ -43,6 +43,7 @@ from benchmarks.targets.meters import (
     RedisMeter,
     metered_firestore_store,
 )
+from benchmarks.views import GREETING, USER, django_urlpatterns
 
 # ------------------------------------------------------------------------ list prices
 # List prices at 2026-11, US dollars, from the pages named; no free tier, no volume
@@ -150,8 +151,6 @@ SESSIONS = {
     "logged-in": {"read-only": "read-only, logged in", "modify": "modify, logged in"},
     "anonymous": {},
 }
-GREETING = "Hallo Welt"
-USER = "42"
 
 
 @dataclass
@@ -256,43 +255,6 @@ class URLs:
     urlpatterns: list[Any] = []
 
 
-def django_views() -> list[Any]:
-    """The shapes' views over Django's session API (login as django.contrib.auth's login()
-    leaves the session: a new id, then the user's id, backend and hash)."""
-    from django.http import HttpRequest, HttpResponse
-    from django.urls import path
-
-    def new(request: HttpRequest) -> HttpResponse:
-        request.session["greeting"] = GREETING
-        request.session["cart"] = [1, 2, 3]
-        return HttpResponse("ok")
-
-    def read(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(str(request.session.get("greeting")))
-
-    def modify(request: HttpRequest) -> HttpResponse:
-        request.session["views"] = request.session.get("views", 0) + 1
-        return HttpResponse("ok")
-
-    def login(request: HttpRequest) -> HttpResponse:
-        request.session.cycle_key()
-        request.session["_auth_user_id"] = USER
-        request.session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-        request.session["_auth_user_hash"] = "5" * 64
-        return HttpResponse("ok")
-
-    def logout(request: HttpRequest) -> HttpResponse:
-        request.session.flush()
-        return HttpResponse("ok")
-
-    def dump(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(json.dumps(dict(request.session.items()), default=str))
-
-    views = {"new": new, "read": read, "modify": modify, "login": login, "logout": logout}
-    views["dump"] = dump
-    return [path(name, view) for name, view in views.items()]
-
-
 def configure_django(extra: dict[str, Any]) -> None:
     import django
     from django.conf import settings
@@ -306,7 +268,7 @@ def configure_django(extra: dict[str, Any]) -> None:
         **extra,
     )
     django.setup()
-    URLs.urlpatterns = django_views()
+    URLs.urlpatterns = django_urlpatterns()
 
 
 def django_engine(

@@ -14,21 +14,19 @@ flask-session==0.8.0 with mypy-boto3-dynamodb (its DynamoDB module imports it).
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from benchmarks.cost import (
-    GREETING,
     MONGO_DATABASE,
-    USER,
     Engine,
     Servers,
     django_engine,
     seed,
 )
 from benchmarks.targets.meters import DynamoDBMeter, Meter, MongoMeter
+from benchmarks.views import flask_views
 
 REGION = "us-east-1"
 DJ_DYNAMODB_TABLE = "cost_dj_dynamodb_sessions"
@@ -214,39 +212,7 @@ def flask_engine(
     app.config["SECRET_KEY"] = "benchmark-not-secret"
     app.config.update(config)
     Session(app)
-    session = flask.session
-
-    @app.get("/new")
-    def new() -> str:
-        session["greeting"] = GREETING
-        session["cart"] = [1, 2, 3]
-        return "ok"
-
-    @app.get("/read")
-    def read() -> str:
-        return str(session.get("greeting"))
-
-    @app.get("/modify")
-    def modify() -> str:
-        session["views"] = session.get("views", 0) + 1
-        return "ok"
-
-    @app.get("/login")
-    def login() -> str:
-        app.session_interface.regenerate(session)  # type: ignore[attr-defined]
-        session["_user_id"] = USER
-        session["_fresh"] = True
-        session["_id"] = "5" * 128
-        return "ok"
-
-    @app.get("/logout")
-    def logout() -> str:
-        session.clear()
-        return "ok"
-
-    @app.get("/dump")
-    def dump() -> str:
-        return json.dumps(dict(session), default=str)
+    flask_views(app, app.session_interface.regenerate)  # type: ignore[attr-defined]
 
     browsers = [app.test_client()]
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import RESULTS, publish, save_figure
+from benchmarks.views import django_urlpatterns, flask_views
 
 SHAPES = ("new visitor write", "read-only", "change", "logout")
 SETUP = frozenset({"HELLO", "AUTH", "CLIENT", "SELECT", "PING", "SCRIPT"})
@@ -70,8 +71,6 @@ def counting_connection(commands: Commands) -> type[Any]:
 
 # --------------------------------------------------------------------- the views
 
-GREETING = "Hallo Welt"
-
 
 @dataclass
 class Engine:
@@ -87,9 +86,9 @@ class Engine:
 
 def _path(shape: str) -> str:
     return {
-        "new visitor write": "/write",
+        "new visitor write": "/new",
         "read-only": "/read",
-        "change": "/change",
+        "change": "/modify",
         "logout": "/logout",
     }[shape]
 
@@ -108,28 +107,7 @@ def flask_app(configure: Callable[[Any], None]) -> Any:
     app = flask.Flask(__name__)
     app.config["SECRET_KEY"] = "benchmark-not-secret"
     configure(app)
-    session = flask.session
-
-    @app.get("/write")
-    def write() -> str:
-        session["greeting"] = GREETING
-        session["cart"] = [1, 2, 3]
-        return "ok"
-
-    @app.get("/read")
-    def read() -> str:
-        return str(session.get("greeting"))
-
-    @app.get("/change")
-    def change() -> str:
-        session["views"] = session.get("views", 0) + 1
-        return "ok"
-
-    @app.get("/logout")
-    def logout() -> str:
-        session.clear()
-        return "ok"
-
+    flask_views(app)
     return app
 
 
@@ -143,7 +121,7 @@ def flask_engine(name: str, configure: Callable[[Any], None], commands: Commands
     def prepare(shape: str) -> None:
         browsers[0] = app.test_client()  # a new visitor: no cookie
         if shape != "new visitor write":
-            get("/write", "prepare")
+            get("/new", "prepare")
 
     def request(shape: str) -> None:
         get(_path(shape), shape)
@@ -185,30 +163,6 @@ class _URLs:
     urlpatterns: list[Any] = []
 
 
-def _django_views() -> list[Any]:
-    from django.http import HttpRequest, HttpResponse
-    from django.urls import path
-
-    def write(request: HttpRequest) -> HttpResponse:
-        request.session["greeting"] = GREETING
-        request.session["cart"] = [1, 2, 3]
-        return HttpResponse("ok")
-
-    def read(request: HttpRequest) -> HttpResponse:
-        return HttpResponse(str(request.session.get("greeting")))
-
-    def change(request: HttpRequest) -> HttpResponse:
-        request.session["views"] = request.session.get("views", 0) + 1
-        return HttpResponse("ok")
-
-    def logout(request: HttpRequest) -> HttpResponse:
-        request.session.flush()
-        return HttpResponse("ok")
-
-    views = {"write": write, "read": read, "change": change, "logout": logout}
-    return [path(name, view) for name, view in views.items()]
-
-
 def django_engines(server: str) -> list[Engine]:
     import django
     from django.conf import settings
@@ -233,7 +187,7 @@ def django_engines(server: str) -> list[Engine]:
         },
     )
     django.setup()
-    _URLs.urlpatterns = _django_views()
+    _URLs.urlpatterns = django_urlpatterns()
     return [
         django_engine(
             "cloudsessions",
@@ -265,7 +219,7 @@ def django_engine(name: str, engine: str, middleware: str, commands: Commands) -
     def prepare(shape: str) -> None:
         browser.cookies.clear()
         if shape != "new visitor write":
-            get("/write", "prepare")
+            get("/new", "prepare")
 
     def request(shape: str) -> None:
         get(_path(shape), shape)
