@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import views
 from benchmarks.harness import RESULTS, publish, save_figure
 from benchmarks.targets.meters import (
     Bill,
@@ -43,7 +44,7 @@ from benchmarks.targets.meters import (
     RedisMeter,
     metered_firestore_store,
 )
-from benchmarks.views import GREETING, USER, django_urlpatterns
+from benchmarks.views import GREETING, USER
 
 # ------------------------------------------------------------------------ list prices
 # List prices at 2026-11, US dollars, from the pages named; no free tier, no volume
@@ -251,24 +252,8 @@ def measure(engine: Engine, requests: int) -> list[Row]:
 # ------------------------------------------------------------------------ Django
 
 
-class URLs:
-    urlpatterns: list[Any] = []
-
-
 def configure_django(extra: dict[str, Any]) -> None:
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        SECRET_KEY="benchmark-not-secret",
-        INSTALLED_APPS=["cloudsessions.django"],
-        ROOT_URLCONF=URLs,
-        ALLOWED_HOSTS=["testserver"],
-        USE_TZ=True,
-        **extra,
-    )
-    django.setup()
-    URLs.urlpatterns = django_urlpatterns()
+    views.configure_django(views.django_urlpatterns, **extra)
 
 
 def django_engine(

@@ -52,6 +52,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
+from benchmarks import views
 from benchmarks.harness import RESULTS, publish, save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,26 +97,12 @@ async def view(request: Any) -> Any:
     return HttpResponse(f"views: {views}")
 
 
-class _URLs:
-    urlpatterns: list[Any] = []
-
-
 def configure_django() -> None:
-    import django
-    from django.conf import settings
     from django.urls import path
 
-    settings.configure(
-        SECRET_KEY="benchmark-not-secret",
-        INSTALLED_APPS=["cloudsessions.django"],
-        ROOT_URLCONF=_URLs,
-        ALLOWED_HOSTS=["testserver"],
-        USE_TZ=True,
-        SESSION_ENGINE="cloudsessions.django",
-        MIDDLEWARE=[],
+    views.configure_django(
+        lambda: [path("", view)], SESSION_ENGINE="cloudsessions.django", MIDDLEWARE=[]
     )
-    django.setup()
-    _URLs.urlpatterns = [path("", view)]
 
 
 def handler(middleware: str) -> Any:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import RESULTS, publish, save_figure
-from benchmarks.views import django_urlpatterns, flask_views
+from benchmarks.views import configure_django, django_urlpatterns, flask_views
 
 SHAPES = ("new visitor write", "read-only", "change", "logout")
 SETUP = frozenset({"HELLO", "AUTH", "CLIENT", "SELECT", "PING", "SCRIPT"})
@@ -159,21 +159,10 @@ def flask_engines(server: str) -> list[Engine]:
 # ------------------------------------------------------------------------ Django
 
 
-class _URLs:
-    urlpatterns: list[Any] = []
-
-
 def django_engines(server: str) -> list[Engine]:
-    import django
-    from django.conf import settings
-
     ours, theirs = Commands(), Commands()
-    settings.configure(
-        SECRET_KEY="benchmark-not-secret",
-        INSTALLED_APPS=["cloudsessions.django"],
-        ROOT_URLCONF=_URLs,
-        ALLOWED_HOSTS=["testserver"],
-        USE_TZ=True,
+    configure_django(
+        django_urlpatterns,
         CACHES={
             "default": {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -186,8 +175,6 @@ def django_engines(server: str) -> list[Engine]:
             "OPTIONS": {"on_command": ours},
         },
     )
-    django.setup()
-    _URLs.urlpatterns = django_urlpatterns()
     return [
         django_engine(
             "cloudsessions",

@@ -93,3 +93,25 @@ def django_urlpatterns() -> list[Any]:
 
     views = {"new": new, "read": read, "modify": modify, "login": login, "logout": logout}
     return [path(name, view) for name, view in {**views, "dump": dump}.items()]
+
+
+class _URLs:
+    urlpatterns: list[Any] = []
+
+
+def configure_django(urlpatterns: Callable[[], list[Any]], **settings: Any) -> None:
+    """Django configured once for a benchmark process: our app, `settings` over the base,
+    and `urlpatterns()` (made after setup, as Django's URL helpers need it) as the URLconf."""
+    import django
+    from django.conf import settings as django_settings
+
+    django_settings.configure(
+        SECRET_KEY="benchmark-not-secret",
+        INSTALLED_APPS=["cloudsessions.django"],
+        ROOT_URLCONF=_URLs,
+        ALLOWED_HOSTS=["testserver"],
+        USE_TZ=True,
+        **settings,
+    )
+    django.setup()
+    _URLs.urlpatterns = urlpatterns()

@@ -337,7 +337,6 @@ def test_a_store_that_does_not_answer_is_an_error_line_and_an_error_span(
     store.close()
 
 
-@pytest.mark.skipif(not NETWORK, reason="CLOUDSESSIONS_TEST_STORES leaves out redis")
 async def test_a_frozen_network_store_is_an_error_line_and_an_error_span(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -210,12 +210,13 @@ class SharedTier:
     # ------------------------------------------------------------------- sync calls
 
     def read(self, rid: str) -> Read | None:
-        """The entry and token of `rid`; None if the cache is not usable now."""
-        if not self.usable() or not self._flushed():
+        """The entry and token of `rid`; None if there is no shared tier (the Redis carries
+        only the channel) or the cache is not usable now."""
+        if not self.keep or not self.usable() or not self._flushed():
             return None
         try:
             client, _ = self._sync.get()
-            text, token = client.mget(self._keys(rid)) if self.keep else (None, "")
+            text, token = client.mget(self._keys(rid))
         except FAILURES as exc:
             self._failed("read", exc)
             return None
@@ -276,11 +277,11 @@ class SharedTier:
     # ------------------------------------------------------------------ async calls
 
     async def aread(self, rid: str) -> Read | None:
-        if not self.usable() or not await self._aflushed():
+        if not self.keep or not self.usable() or not await self._aflushed():
             return None
         try:
             client, _ = await self._async.get()
-            text, token = await client.mget(self._keys(rid)) if self.keep else (None, "")
+            text, token = await client.mget(self._keys(rid))
         except FAILURES as exc:
             self._failed("read", exc)
             return None
