@@ -115,7 +115,16 @@ def open_instrumented(name: str, folder: Path) -> Instrumented:
 
         store = CachedStore(store, cache)
     purges, checks = (getattr(module, name, False) for name in ("PURGE_BY_TTL", "INDEX_APART"))
-    return Instrumented(store, trips, url, purges, checks, cached=cache is not None)
+    return Instrumented(
+        store,
+        trips,
+        url,
+        purges,
+        checks,
+        cached=cache is not None,
+        listing_reads=getattr(module, "LISTING_READS", 1),
+        revoke_trips=getattr(module, "REVOKE_TRIPS", (1, 1)),
+    )
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@ from .errors import (
     SessionValueError,
     StoreUnavailable,
 )
-from .record import CheckResult, SessionInfo, SessionRecord
+from .metadata import Client, MetadataSettings
+from .record import CheckResult, Metadata, SessionInfo, SessionRecord
 from .registry import DEFAULT_STORE_URL, open_store, shared_store
 from .session_ids import is_valid_session_id, new_session_id, record_id
 from .store import Store, StoreURL
@@ -17,8 +18,11 @@ from .store import Store, StoreURL
 __all__ = [
     "DEFAULT_STORE_URL",
     "CheckResult",
+    "Client",
     "CloudSessionsError",
     "ConfigurationError",
+    "Metadata",
+    "MetadataSettings",
     "SessionExists",
     "SessionGone",
     "SessionInfo",

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import ConfigurationError
+from .metadata import MetadataSettings
 
 
 class Cookie(Enum):
@@ -55,6 +56,9 @@ class Policy:
     `user_id_key` names the session key recorded as the record's user id; with
     `rotate_on_user_change` a change of that value (a login, a logout, another user) moves
     the session to a new id, whatever the application calls, which closes session fixation.
+
+    `metadata` says what a signed-in session records beside its user id (created at, last
+    seen, address, user agent; see cloudsessions.metadata); None records nothing.
     """
 
     lifetime: float
@@ -62,6 +66,7 @@ class Policy:
     user_id_key: str | None = None
     rotate_on_user_change: bool = True
     values: Values = field(default=JSON_VALUES)
+    metadata: MetadataSettings | None = field(default_factory=MetadataSettings)
 
     def refresh_due(self, expires_at: float | None, now: float) -> bool:
         if self.refresh_after is None or expires_at is None:

@@ -31,15 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import codec, session_ids, steps
+from . import codec, session_ids, signals, steps
 from .errors import (
     SessionExists,
     SessionGone,
     SessionValueError,
     StoreUnavailable,
 )
+from .metadata import Client
 from .policy import Cookie, Policy, Values
-from .record import SessionRecord
+from .record import Metadata, SessionInfo, SessionRecord
 from .steps import Steps, adrive, drive
 from .store import Store
 
@@ -75,9 +76,17 @@ class SessionState:
     an argument, so this class never needs to know the framework.
     """
 
-    def __init__(self, store: Store, policy: Policy, session_id: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        session_id: str | None = None,
+        client: Client | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy
+        # Who is asking (address, user agent): recorded by a signed-in session's writes.
+        self.client = client
         self.ask(session_id)
 
     def ask(self, session_id: str | None) -> None:
@@ -99,8 +108,13 @@ class SessionState:
         self._counters: set[str] = set()
         # The user id of the record as last loaded or written (see Policy).
         self._user: str | None = None
-        # Ids of records this request ended (clear, logout): deleted at the next write.
-        self._ended: list[str] = []
+        # When the record (or the one it was rotated from) was created, as its metadata says.
+        self._created_at: float | None = None
+        # regenerate() was called on a stored session: the next create is a rotation.
+        self._rotating = False
+        # Records this request ended (clear, logout), with their user: deleted at the next
+        # write.
+        self._ended: list[tuple[str, str | None]] = []
         # The id regenerate() replaced: retired once the new record exists (see retire()).
         self._retiring: str | None = None
         # True while self.session_id is a fresh id that the store does not hold yet.
@@ -128,17 +142,17 @@ class SessionState:
 
     @classmethod
     def open(
-        cls, store: Store, policy: Policy, cookie: str | None
+        cls, store: Store, policy: Policy, cookie: str | None, client: Client | None = None
     ) -> tuple[dict[str, Any], SessionState]:
         """The session named by a request's cookie: its data and state (one read at most)."""
-        state = cls(store, policy, cookie)
+        state = cls(store, policy, cookie, client)
         return state.run(state.load()), state
 
     @classmethod
     async def aopen(
-        cls, store: Store, policy: Policy, cookie: str | None
+        cls, store: Store, policy: Policy, cookie: str | None, client: Client | None = None
     ) -> tuple[dict[str, Any], SessionState]:
-        state = cls(store, policy, cookie)
+        state = cls(store, policy, cookie, client)
         return await state.arun(state.load()), state
 
     def load(self) -> Steps[dict[str, Any]]:
@@ -163,6 +177,7 @@ class SessionState:
         self._loaded = {k: (v, stored[k]) for k, v in data.items() if type(v) in _SCALARS}
         self._counters = set(record.counters)
         self._user = self.policy.user_id(data)
+        self._created_at = record.meta.created_at if record.meta is not None else None
         return data
 
     # ----------------------------------------------------------------- id changes
@@ -171,16 +186,18 @@ class SessionState:
         """Move the data to a new id at the next write; the old id is retired after it."""
         if self.session_id is not None and not self._unsaved and self._retiring is None:
             self._retiring = self.session_id
+            self._rotating = True
         self._end_current(keep=False)
         self.session_id, self._unsaved = session_ids.new_session_id(), True
 
     def end(self) -> None:
         """The session was cleared: delete its record; anything set later gets a new id."""
         if self._retiring is not None:  # regenerated, then cleared: a plain logout
-            self._ended.append(self._retiring)
+            self._ended.append((self._retiring, self._user))
             self._retiring = None
         self._end_current()
         self.session_id, self._unsaved = None, False
+        self._created_at, self._rotating = None, False
 
     def retire(self) -> Steps[None]:
         """End the id that regenerate() replaced, now, and only if it is still live.
@@ -202,14 +219,19 @@ class SessionState:
     def delete_ended(self) -> Steps[None]:
         """Delete the records regenerate() and end() left behind, now."""
         while self._ended:
-            yield steps.delete(self._ended[0])
+            session_id, user = self._ended[0]
+            yield steps.delete(session_id)
             self._ended.pop(0)
+            if signals.session_revoked.receivers:
+                signals.session_revoked.send(
+                    self.store, user_id=user, meta=Metadata(), reason="logout", count=1
+                )
 
     def _end_current(self, keep: bool = True) -> None:
         # An id asked for but not loaded yet (Django's flush() without a read) is deleted
         # too: deleting an unknown id is harmless, keeping a live one is not.
         if keep and self.session_id is not None and not self._unsaved:
-            self._ended.append(self.session_id)
+            self._ended.append((self.session_id, self._user))
         self._stored, self.expires_at, self._user = {}, None, None
         self._counters = set()
 
@@ -354,7 +376,8 @@ class SessionState:
             raise
 
     def _create(self, enc: _Encoded, expires_at: float, *, exact: bool = False) -> Steps[None]:
-        record = SessionRecord(enc.values, expires_at, enc.user)
+        meta = self._observe(enc.user)
+        record = SessionRecord(enc.values, expires_at, enc.user, meta=meta)
         # A regenerated id may already be in the view's hands (Django's session_key): use it.
         wanted = self.session_id if exact or self._unsaved else None
         for _ in range(MAX_CREATE_ATTEMPTS):
@@ -369,12 +392,18 @@ class SessionState:
             self.session_id, self._unsaved, self.new, self.gone = candidate, False, False, False
             self._stored, self._counters, self._user = dict(enc.texts), set(), enc.user
             self.expires_at, self.wrote, self.created = expires_at, True, True
+            self._wrote_meta(meta)
+            rotated, self._rotating = self._rotating, False
+            signal = signals.session_rotated if rotated else signals.session_created
+            if signal.receivers:
+                signal.send(self.store, user_id=enc.user, meta=meta or Metadata())
             return
         raise SessionExists(f"no free session id after {MAX_CREATE_ATTEMPTS} attempts")
 
     def _save(self, enc: _Encoded, changed: list[str], expires_at: float) -> Steps[None]:
         assert self.session_id is not None
-        record = SessionRecord(enc.values, expires_at, enc.user)
+        meta = self._observe(enc.user)
+        record = SessionRecord(enc.values, expires_at, enc.user, meta=meta)
         try:
             yield steps.save(self.session_id, record, changed)
         except SessionGone:
@@ -387,6 +416,49 @@ class SessionState:
             else:
                 self._stored.pop(name, None)
         self._user, self.expires_at, self.wrote = enc.user, expires_at, True
+        self._wrote_meta(meta)
+
+    def _observe(self, user: str | None) -> Metadata | None:
+        """The metadata a write records: a signed-in session's only (see cloudsessions.metadata)."""
+        settings = self.policy.metadata
+        if user is None or settings is None:
+            return None
+        return settings.observe(self.client, self._created_at, time.time())
+
+    def _wrote_meta(self, meta: Metadata | None) -> None:
+        if meta is not None and meta.created_at is not None:
+            self._created_at = meta.created_at
+
+    # ------------------------------------------------------- where you're signed in
+
+    def signed_in(self) -> Steps[list[SessionInfo]]:
+        """The live sessions of this session's user (the current one marked); [] when it
+        has no user. One index query."""
+        if self._user is None or not self.stored:
+            return []
+        found: list[SessionInfo] = yield steps.for_user(self._user, self.session_id)
+        return found
+
+    def revoke(self, handle: str) -> Steps[bool]:
+        """Revoke one of this user's sessions by its handle (from signed_in()).
+
+        False if the handle names no live session of this user. Revoking the current
+        session ends it like a logout elsewhere: this request writes nothing more.
+        """
+        if self._user is None or not self.stored:
+            return False
+        revoked: bool = yield steps.revoke(self._user, handle)
+        if revoked and self.session_id and handle == session_ids.record_id(self.session_id):
+            self.gone = True
+        return revoked
+
+    def revoke_others(self) -> Steps[int]:
+        """Sign this user out everywhere else: every session of theirs but this one.
+        One index query and one batch delete; returns how many were revoked."""
+        if self._user is None or not self.stored:
+            return 0
+        count: int = yield steps.delete_for_user(self._user, self.session_id)
+        return count
 
     def _encode(self, data: Mapping[str, Any]) -> _Encoded:
         """Every value as the store gets it, and its JSON text; a value that has none fails

@@ -24,6 +24,14 @@ def is_valid_session_id(key: object) -> bool:
     return isinstance(key, str) and _ID_SHAPE.fullmatch(key) is not None
 
 
+_RECORD_ID_SHAPE = re.compile(r"[0-9a-f]{64}")
+
+
+def is_record_id(value: object) -> bool:
+    """True for a value shaped like record_id()'s: a handle from a form is checked first."""
+    return isinstance(value, str) and _RECORD_ID_SHAPE.fullmatch(value) is not None
+
+
 def record_id(key: str) -> str:
     """The id a record is stored under: a hash, so a copy of the table cannot be replayed.
 

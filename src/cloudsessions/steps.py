@@ -55,6 +55,18 @@ def increment(session_id: str, name: str, delta: int, expires_at: float, base: i
     return Call("increment", (session_id, name, delta), {"expires_at": expires_at, "base": base})
 
 
+def for_user(user_id: str, current: str | None) -> Call:
+    return Call("for_user", (user_id,), {"current": current})
+
+
+def revoke(user_id: str, handle: str) -> Call:
+    return Call("revoke", (user_id, handle))
+
+
+def delete_for_user(user_id: str, keep: str | None) -> Call:
+    return Call("delete_for_user", (user_id,), {"keep": keep})
+
+
 class _Feed(Generic[T]):
     """Feeds each call's outcome back into the steps; the drivers only make the calls."""
 

@@ -270,6 +270,8 @@ class _Call:
             self.outcome = "miss" if result is None else "hit"
         elif self.operation == "for_user":
             self.count = len(result)
+        elif self.operation == "revoke":
+            self.outcome = "revoked" if result else "not-found"
         elif self.operation in ("purge_expired", "delete_for_user"):
             self.count = result  # how many records went
         return result

@@ -10,6 +10,9 @@ from cloudsessions import open_store
 from cloudsessions.store import Store
 from tests.stores import RoundTrips, unique_name
 
+# revoke(): one DELETE ... WHERE id = ? AND user_id = ?
+REVOKE_TRIPS = (0, 1)
+
 _READS = ("SELECT",)
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 

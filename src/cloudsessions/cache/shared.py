@@ -84,12 +84,15 @@ def dumps(record: EncodedRecord) -> str:
     payload = {"f": record.fields, "e": record.expires_at, "u": record.user_id}
     if record.counters:
         payload["c"] = record.counters
+    if record.meta is not None:
+        payload["m"] = record.meta
     return json.dumps(payload, separators=(",", ":"))
 
 
 def loads(text: str) -> EncodedRecord:
     payload = json.loads(text)
-    return EncodedRecord(payload["f"], payload["e"], payload["u"], payload.get("c", {}))
+    counters = payload.get("c", {})
+    return EncodedRecord(payload["f"], payload["e"], payload["u"], counters, payload.get("m"))
 
 
 class SharedTier:

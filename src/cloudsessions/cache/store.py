@@ -242,6 +242,15 @@ class CachedStore(Store):
         self._require(told)
         return deleted
 
+    def _revoke(self, user_id: str, rid: str) -> bool:
+        revoked = False
+        try:
+            revoked = self.store._revoke(user_id, rid)
+        finally:
+            told = self._invalidate([rid])
+        self._require(told)
+        return revoked
+
     def _invalidate(self, rids: Iterable[str]) -> bool:
         """Drop `rids` from every tier; False if the shared tier could not be told."""
         rids = self._drop_local(rids)

@@ -7,7 +7,8 @@ keeps its SDK clients in `PerProcess`/`PerThread`/`PerLoop`, and lists its SDK e
 "cloudsessions.stores" group, and runs cloudsessions.testing's contract suite on itself.
 """
 
-from ..record import Changes, CheckResult, EncodedRecord, SessionInfo, SessionRecord
+from ..metadata import decode as decode_meta
+from ..record import Changes, CheckResult, EncodedRecord, Metadata, SessionInfo, SessionRecord
 from .clients import PerLoop, PerProcess, PerThread
 from .contract import RECORD_OVERHEAD, Progress, Store, in_thread, logger
 from .options import StoreOptions, parse_options
@@ -20,6 +21,7 @@ __all__ = [
     "CheckResult",
     "EncodedRecord",
     "ErrorKind",
+    "Metadata",
     "PerLoop",
     "PerProcess",
     "PerThread",
@@ -29,6 +31,7 @@ __all__ = [
     "Store",
     "StoreOptions",
     "StoreURL",
+    "decode_meta",
     "in_thread",
     "logger",
     "parse_options",

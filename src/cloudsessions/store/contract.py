@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -26,9 +27,9 @@ from typing import Any, ClassVar, Self, TypeVar
 import anyio.to_thread
 import sniffio
 
-from .. import codec, session_ids, telemetry
+from .. import codec, metadata, session_ids, signals, telemetry
 from ..errors import SessionGone, SessionTooLarge
-from ..record import Changes, CheckResult, EncodedRecord, SessionInfo, SessionRecord
+from ..record import Changes, CheckResult, EncodedRecord, Metadata, SessionInfo, SessionRecord
 from .translate import ErrorKind, translated
 from .url import StoreURL
 
@@ -112,18 +113,33 @@ class Store(abc.ABC):
         return self._purge_expired(time.time(), batch_size, progress)
 
     @telemetry.traced("for_user")
-    def for_user(self, user_id: str) -> list[SessionInfo]:
-        """The live sessions of one user, found through an index."""
-        now = time.time()
-        return [s for s in self._for_user(str(user_id)) if s.expires_at > now]
+    def for_user(self, user_id: str, *, current: str | None = None) -> list[SessionInfo]:
+        """The live sessions of one user, found through an index, most recent first.
+
+        Each comes with its metadata and a handle for revoke(); the one whose session id is
+        `current` (the asking request's) is marked current.
+        """
+        return _listing(self._for_user(str(user_id)), current)
+
+    @telemetry.traced("revoke")
+    def revoke(self, user_id: str, handle: str) -> bool:
+        """Revoke the session `handle` (from for_user) names, if it is one of `user_id`'s.
+
+        Returns False if it is not (gone already, or another user's: a handle never
+        reaches a session of somebody else).
+        """
+        if not session_ids.is_record_id(handle):
+            return False  # a forged or mangled form value never reaches the store
+        revoked = self._revoke(str(user_id), handle)
+        _revoked(self, str(user_id), "revoked", int(revoked))
+        return revoked
 
     @telemetry.traced("delete_for_user")
     def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of one user except `keep` (a session id); returns the count."""
-        keep_rid = (
-            session_ids.record_id(keep) if keep and session_ids.is_valid_session_id(keep) else None
-        )
-        return len(self._delete_for_user(str(user_id), keep_rid))
+        count = len(self._delete_for_user(str(user_id), _keep_rid(keep)))
+        _revoked(self, str(user_id), "others" if keep else "user", count)
+        return count
 
     # ---------------------------------------------------------------- public (async)
 
@@ -166,8 +182,11 @@ class Store(abc.ABC):
         call = functools.partial(self.purge_expired, batch_size=batch_size, progress=progress)
         return await in_thread(call)
 
-    async def afor_user(self, user_id: str) -> list[SessionInfo]:
-        return await in_thread(functools.partial(self.for_user, user_id))
+    async def afor_user(self, user_id: str, *, current: str | None = None) -> list[SessionInfo]:
+        return await in_thread(functools.partial(self.for_user, user_id, current=current))
+
+    async def arevoke(self, user_id: str, handle: str) -> bool:
+        return await in_thread(functools.partial(self.revoke, user_id, handle))
 
     async def adelete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         return await in_thread(functools.partial(self.delete_for_user, user_id, keep=keep))
@@ -270,6 +289,17 @@ class Store(abc.ABC):
         """Delete the user's sessions but keep_rid; returns the record ids it deleted (a
         cache in front invalidates exactly those)."""
 
+    def _revoke(self, user_id: str, rid: str) -> bool:
+        """Delete record `rid` only if it is `user_id`'s; True if it was deleted.
+
+        This default is one index query and one delete; a store that can delete on a
+        condition does it in one.
+        """
+        if not any(s.record_id == rid for s in self._for_user(user_id)):
+            return False
+        self._delete(rid)
+        return True
+
     def record_size(self, record: EncodedRecord) -> int:
         """Bytes the store will count against its item limit; stores refine it."""
         return codec.encoded_size(record.fields) + 8 * len(record.fields) + RECORD_OVERHEAD
@@ -298,7 +328,9 @@ class Store(abc.ABC):
     # ---------------------------------------------------------------------- helpers
 
     def _encode(self, record: SessionRecord) -> EncodedRecord:
-        stored = EncodedRecord(codec.encode_data(record.data), record.expires_at, record.user_id)
+        meta = metadata.encode(record.meta) if record.meta is not None else None
+        fields = codec.encode_data(record.data)
+        stored = EncodedRecord(fields, record.expires_at, record.user_id, meta=meta)
         size = self.record_size(stored)
         if size > self.max_record_bytes:
             raise SessionTooLarge(size, self.max_record_bytes, self.kind)
@@ -309,8 +341,9 @@ class Store(abc.ABC):
     ) -> tuple[str, Changes]:
         if not session_ids.is_valid_session_id(session_id):
             raise SessionGone("a malformed session id names no record")
-        fields = self._encode(record).fields
-        changes = Changes()
+        encoded = self._encode(record)
+        fields = encoded.fields
+        changes = Changes(meta=encoded.meta)
         for name in changed:
             field = codec.encode_field(name)
             if field in fields:
@@ -325,10 +358,15 @@ class Store(abc.ABC):
             raise SessionGone("a malformed session id names no record")
         return session_ids.record_id(session_id), codec.encode_field(name)
 
-    @staticmethod
-    def _decode(stored: EncodedRecord | None) -> SessionRecord | None:
+    def _decode(self, stored: EncodedRecord | None) -> SessionRecord | None:
         # Expiry is enforced here, whatever the store's own TTL sweeper has done so far.
-        if stored is None or stored.expires_at <= time.time():
+        if stored is None:
+            return None
+        meta = metadata.decode(stored.meta) if stored.meta else None
+        if stored.expires_at <= time.time():
+            if signals.session_expired.receivers:
+                user_id, meta = stored.user_id, meta or Metadata()
+                signals.session_expired.send(self, user_id=user_id, meta=meta)
             return None
         try:
             data, texts = codec.decode_data(stored.fields)
@@ -340,7 +378,8 @@ class Store(abc.ABC):
         if counters:
             data.update(counters)
             texts.update((name, str(count)) for name, count in counters.items())
-        return SessionRecord(data, stored.expires_at, stored.user_id, frozenset(counters), texts)
+        counted = frozenset(counters)
+        return SessionRecord(data, stored.expires_at, stored.user_id, counted, texts, meta)
 
 
 async def in_thread(call: Callable[[], T]) -> T:
@@ -353,6 +392,31 @@ def _on_asyncio() -> bool:
         return sniffio.current_async_library() == "asyncio"
     except sniffio.AsyncLibraryNotFoundError:
         return False
+
+
+def _keep_rid(session_id: str | None) -> str | None:
+    valid = session_id and session_ids.is_valid_session_id(session_id)
+    return session_ids.record_id(session_id) if valid and session_id else None
+
+
+def _listing(sessions: Iterable[SessionInfo], current: str | None) -> list[SessionInfo]:
+    """Live sessions only (a TTL sweeper may lag), the current one marked, most recently
+    seen first."""
+    now, current_rid = time.time(), _keep_rid(current)
+    live = [
+        dataclasses.replace(s, current=True) if s.record_id == current_rid else s
+        for s in sessions
+        if s.expires_at > now
+    ]
+    live.sort(key=lambda s: (not s.current, -(s.last_seen or s.created_at or 0.0)))
+    return live
+
+
+def _revoked(store: Store, user_id: str, reason: str, count: int) -> None:
+    if count and signals.session_revoked.receivers:
+        signals.session_revoked.send(
+            store, user_id=user_id, meta=Metadata(), reason=reason, count=count
+        )
 
 
 def _rid_for_write(session_id: str) -> str:

@@ -31,6 +31,7 @@ from ..store import (
     Store,
     StoreOptions,
     StoreURL,
+    decode_meta,
     logger,
     parse_options,
 )
@@ -122,12 +123,18 @@ class SQLiteStore(Store):
                 id TEXT PRIMARY KEY,
                 data TEXT NOT NULL,
                 expires_at REAL NOT NULL,
-                user_id TEXT
+                user_id TEXT,
+                meta TEXT
             );
             CREATE INDEX IF NOT EXISTS {t}_user_id ON {t}(user_id) WHERE user_id IS NOT NULL;
             CREATE INDEX IF NOT EXISTS {t}_expires_at ON {t}(expires_at);
             """
         )
+        # A table made before session metadata existed gains its column (instant in SQLite:
+        # the rows are not rewritten).
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({t})")}
+        if "meta" not in columns:
+            conn.execute(f"ALTER TABLE {t} ADD COLUMN meta TEXT")
 
     def _execute(self, what: str, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._errors(what):
@@ -141,7 +148,7 @@ class SQLiteStore(Store):
     def _load(self, rid: str) -> EncodedRecord | None:
         row = self._execute(
             "load a session",
-            f"SELECT data, expires_at, user_id FROM {self.table} WHERE id = ?",
+            f"SELECT data, expires_at, user_id, meta FROM {self.table} WHERE id = ?",
             (rid,),
         ).fetchone()
         if row is None:
@@ -158,14 +165,15 @@ class SQLiteStore(Store):
                 fields[name] = value
             else:
                 counters[name] = value
-        return EncodedRecord(fields, row[1], row[2], counters)
+        return EncodedRecord(fields, row[1], row[2], counters, row[3])
 
     def _create(self, rid: str, record: EncodedRecord) -> None:
         data = json.dumps(record.fields, separators=(",", ":"), ensure_ascii=False)
         self._execute(
             "create a session",
-            f"INSERT INTO {self.table} (id, data, expires_at, user_id) VALUES (?, ?, ?, ?)",
-            (rid, data, record.expires_at, record.user_id),
+            f"INSERT INTO {self.table} (id, data, expires_at, user_id, meta)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (rid, data, record.expires_at, record.user_id, record.meta),
         )
 
     def _save(
@@ -179,11 +187,12 @@ class SQLiteStore(Store):
             data_sql = f"json_set({data_sql}{', ?, ?' * len(changes.set_fields)})"
             for field, value in changes.set_fields.items():
                 params += [_path_of(field), value]
+        # No metadata to write leaves the stored one: meta = coalesce(NULL, meta).
         cursor = self._execute(
             "save a session",
-            f"UPDATE {self.table} SET data = {data_sql}, expires_at = ?, user_id = ?"
-            " WHERE id = ? AND expires_at > ?",
-            (*params, expires_at, user_id, rid, now),
+            f"UPDATE {self.table} SET data = {data_sql}, expires_at = ?, user_id = ?,"
+            " meta = coalesce(?, meta) WHERE id = ? AND expires_at > ?",
+            (*params, expires_at, user_id, changes.meta, rid, now),
         )
         if cursor.rowcount != 1:
             raise SessionGone("the session was deleted or has expired")
@@ -225,10 +234,18 @@ class SQLiteStore(Store):
     def _for_user(self, user_id: str) -> list[SessionInfo]:
         rows = self._execute(
             "list the sessions of a user",
-            f"SELECT id, expires_at FROM {self.table} WHERE user_id = ?",
+            f"SELECT id, expires_at, meta FROM {self.table} WHERE user_id = ?",
             (user_id,),
         ).fetchall()
-        return [SessionInfo(rid, expires_at, user_id) for rid, expires_at in rows]
+        return [SessionInfo(rid, exp, user_id, decode_meta(meta)) for rid, exp, meta in rows]
+
+    def _revoke(self, user_id: str, rid: str) -> bool:
+        cursor = self._execute(
+            "revoke a session",
+            f"DELETE FROM {self.table} WHERE id = ? AND user_id = ?",
+            (rid, user_id),
+        )
+        return cursor.rowcount == 1
 
     def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
         sql = f"DELETE FROM {self.table} WHERE user_id = ? AND id IS NOT ? RETURNING id"

@@ -22,9 +22,10 @@ event hook, a command listener, a trace callback): see docs/writing-a-store.md.
 from .counters import CounterContract
 from .harness import HOUR, Instrumented, RoundTrips, at_once, event_loops, expired, live, run_async
 from .records import RecordContract
+from .signed_in import SignedInContract
 
 
-class StoreContract(RecordContract, CounterContract):
+class StoreContract(RecordContract, CounterContract, SignedInContract):
     """Every behaviour the Store contract promises, asserted against `instrumented`."""
 
 
@@ -34,6 +35,7 @@ __all__ = [
     "Instrumented",
     "RecordContract",
     "RoundTrips",
+    "SignedInContract",
     "StoreContract",
     "at_once",
     "event_loops",

@@ -46,6 +46,11 @@ class Instrumented:
     signed-in session costs one more command (the index, first), and for_user() reads each
     session its index names, one read each. `cached`: cache tiers sit in front of the store
     (cloudsessions.cache) and `trips` counts the store's: a read may be served without one.
+
+    `listing_reads`: the reads of for_user() besides index_apart's checks (1: the index
+    query; 2 where the index holds keys only and the records are then read in one batch).
+    `revoke_trips`: the (reads, writes) of revoke(): (1, 1) for the contract's default (one
+    index query, one delete), (0, 1) for a store that deletes on a condition.
     """
 
     store: Store
@@ -54,6 +59,8 @@ class Instrumented:
     purges_by_ttl: bool = False
     index_apart: bool = False
     cached: bool = False
+    listing_reads: int = 1
+    revoke_trips: tuple[int, int] = (1, 1)
 
 
 def live(data: dict[str, Any], user_id: str | None = None) -> SessionRecord:
