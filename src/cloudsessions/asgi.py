@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
+from .metadata import Client, MetadataSettings
 from .policy import Cookie, Policy, check_refresh_after
 from .registry import checked_cache, configured_store
 from .server_session import ServerSession
@@ -66,6 +67,9 @@ class SessionMiddleware:
         writes a new expiry (and re-sends the cookie); 0 = every request, None = never.
     user_id_key: the session key recorded as the record's user id (for for_user()).
     rotate_on_login: a change of that key moves the session to a new id (fixation).
+    metadata: what a signed-in session records (True: created, last seen, address truncated
+        to its network, user agent; False; or a dict of those, see cloudsessions.metadata).
+        The address is the ASGI client's: run uvicorn with --proxy-headers behind a proxy.
     outage_response: answer 503 when the store is unavailable (False: the error propagates);
     retry_after: the Retry-After seconds of that answer (None: no header).
     """
@@ -89,6 +93,7 @@ class SessionMiddleware:
         refresh_after: float | None = 0.1,
         user_id_key: str | None = "_user_id",
         rotate_on_login: bool = True,
+        metadata: bool | Mapping[str, bool] = True,
         outage_response: bool = True,
         retry_after: int | None = outage.DEFAULT_RETRY_AFTER,
     ) -> None:
@@ -117,6 +122,7 @@ class SessionMiddleware:
             refresh_after=check_refresh_after(refresh_after, "refresh_after"),
             user_id_key=user_id_key,
             rotate_on_user_change=rotate_on_login,
+            metadata=MetadataSettings.parse(metadata, "metadata"),
         )
         self.outage_response = outage_response
         self.retry_after = outage.check_retry_after(retry_after, "retry_after")
@@ -130,10 +136,13 @@ class SessionMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        cookie = HTTPConnection(scope).cookies.get(self.session_cookie)
+        connection = HTTPConnection(scope)
+        cookie = connection.cookies.get(self.session_cookie)
+        peer = connection.client
+        client = Client(peer.host if peer else None, connection.headers.get("user-agent"))
         try:
             # A store error is never an empty session, which would silently log users out.
-            data, state = await SessionState.aopen(self.store, self.policy, cookie)
+            data, state = await SessionState.aopen(self.store, self.policy, cookie, client)
         except StoreUnavailable:
             if not self.outage_response or scope["type"] != "http":
                 raise

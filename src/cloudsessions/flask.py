@@ -20,6 +20,9 @@ Configuration (``app.config``, read by init_app; see docs/frameworks.md):
     CLOUDSESSIONS_ROTATE_ON_LOGIN  a change of that key moves the session to a new id (True)
     CLOUDSESSIONS_REFRESH_AFTER    fraction of the lifetime after which a request that changed
                                    nothing refreshes the record's expiry (0.1)
+    CLOUDSESSIONS_METADATA         what a signed-in session records: True (created, last seen,
+                                   address truncated to its network, user agent), False, or a
+                                   dict of those (see cloudsessions.metadata)
     CLOUDSESSIONS_OUTAGE_RESPONSE  answer 503 + Retry-After when the store is unavailable (True)
     CLOUDSESSIONS_RETRY_AFTER      the Retry-After seconds of that answer (5)
 
@@ -51,6 +54,7 @@ from werkzeug.exceptions import InternalServerError
 
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
+from .metadata import Client, MetadataSettings
 from .policy import Cookie, Policy, Values, check_refresh_after
 from .registry import checked_cache, configured_store
 from .server_session import ServerSession
@@ -68,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "CLOUDSESSIONS_CACHE": None,
     "CLOUDSESSIONS_USER_ID_KEY": "_user_id",  # flask_login's session key
     "CLOUDSESSIONS_ROTATE_ON_LOGIN": True,
+    "CLOUDSESSIONS_METADATA": True,
     "CLOUDSESSIONS_REFRESH_AFTER": 0.1,
     "CLOUDSESSIONS_OUTAGE_RESPONSE": True,
     "CLOUDSESSIONS_RETRY_AFTER": outage.DEFAULT_RETRY_AFTER,
@@ -218,6 +223,9 @@ class CloudSessionInterface(SessionInterface):
             settings["CLOUDSESSIONS_REFRESH_AFTER"], "CLOUDSESSIONS_REFRESH_AFTER"
         )
         self.outage_response: bool = settings["CLOUDSESSIONS_OUTAGE_RESPONSE"]
+        self.metadata = MetadataSettings.parse(
+            settings["CLOUDSESSIONS_METADATA"], "CLOUDSESSIONS_METADATA"
+        )
         self.retry_after = outage.check_retry_after(
             settings["CLOUDSESSIONS_RETRY_AFTER"], "CLOUDSESSIONS_RETRY_AFTER"
         )
@@ -240,13 +248,15 @@ class CloudSessionInterface(SessionInterface):
             user_id_key=self.user_id_key,
             rotate_on_user_change=self.rotate_on_login,
             values=self.values,
+            metadata=self.metadata,
         )
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
         # A store error propagates (503 by default, see init_app): an empty session instead
         # would silently log the user out.
         cookie = request.cookies.get(self.get_cookie_name(app))
-        data, state = SessionState.open(self.store, self.policy(app), cookie)
+        client = Client(request.remote_addr, request.headers.get("User-Agent"))
+        data, state = SessionState.open(self.store, self.policy(app), cookie, client)
         return FlaskSession(data, state)
 
     def save_session(self, app: Flask, session: SessionMixin, response: FlaskResponse) -> None:

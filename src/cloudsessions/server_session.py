@@ -1,8 +1,9 @@
 """The methods the Flask and ASGI session objects add to their framework's own dict.
 
 `flask.session` is Flask's SecureCookieSession and Starlette's `request.session` is
-Starlette's Session; both mix this in, so `regenerate()`, `clear()`, `increment()`, `sid` and
-`record_id` are written once, over the request's SessionState (cloudsessions.session).
+Starlette's Session; both mix this in, so `regenerate()`, `clear()`, `increment()`, `sid`,
+`record_id` and the signed-in sessions' methods (cloudsessions.signed_in) are written once,
+over the request's SessionState (cloudsessions.session).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 
 from . import session_ids
 from .session import SessionState
+from .signed_in import SignedInMethods
 
 
-class ServerSession:
+class ServerSession(SignedInMethods):
     """The methods the Flask and ASGI session objects add to their framework's dict.
 
     Mixed into a dict subclass (Flask's SecureCookieSession, Starlette's Session); the
@@ -26,6 +28,9 @@ class ServerSession:
         if self._state is None:
             raise RuntimeError("this session object is not attached to a request")
         return self._state
+
+    def _loaded_state(self) -> SessionState:
+        return self._require_state()  # loaded when the request opened it
 
     @property
     def sid(self) -> str | None:

@@ -20,12 +20,21 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from ..errors import ConfigurationError
+from ..metadata import MetadataSettings
 from ..outage import DEFAULT_RETRY_AFTER, check_retry_after
 from ..registry import checked_cache, configured_store, default_store_url, open_store
 from ..store import Store, StoreURL
 
 SETTING = "CLOUDSESSIONS"
-KNOWN = {"STORE", "OPTIONS", "CACHE", "USER_ID_KEY", "ROTATE_ON_LOGIN", "RETRY_AFTER"}
+KNOWN = {
+    "STORE",
+    "OPTIONS",
+    "CACHE",
+    "USER_ID_KEY",
+    "ROTATE_ON_LOGIN",
+    "RETRY_AFTER",
+    "METADATA",
+}
 DEFAULT_USER_ID_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 
 T = TypeVar("T")
@@ -127,6 +136,14 @@ class Config:
             )
             rotate = True
         self.rotate_on_login: bool = rotate
+        metadata: MetadataSettings | None = MetadataSettings()
+        self.metadata = self._checked(
+            "METADATA",
+            lambda: MetadataSettings.parse(raw.get("METADATA", True), setting_name("METADATA")),
+            metadata,
+            "True (the default), False, or a dict such as"
+            ' {"ip": False} or {"truncate_ip": False}; see docs/signed-in.md.',
+        )
         retry_after: int | None = DEFAULT_RETRY_AFTER
         self.retry_after = self._checked(
             "RETRY_AFTER",

@@ -23,8 +23,10 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 
 from .. import session_ids
 from ..errors import SessionExists, SessionGone
+from ..metadata import Client
 from ..policy import Policy
 from ..session import SessionState
+from ..signed_in import SignedInMethods
 from ..store import Store
 from .conf import config
 
@@ -40,7 +42,7 @@ def _django_errors() -> Iterator[None]:
         raise UpdateError from None
 
 
-class SessionStore(SessionBase):
+class SessionStore(SignedInMethods, SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
         settings = config()
         self._core = SessionState(
@@ -52,9 +54,23 @@ class SessionStore(SessionBase):
                 refresh_after=None,
                 user_id_key=settings.user_id_key,
                 rotate_on_user_change=settings.rotate_on_login,
+                metadata=settings.metadata,
             ),
         )
         super().__init__(session_key)
+
+    def seen_from(self, client: Client) -> None:
+        """Who makes the request (cloudsessions' SessionMiddleware tells it): a signed-in
+        session's writes record it (see cloudsessions.metadata)."""
+        self._core.client = client
+
+    def _loaded_state(self) -> SessionState:
+        self._get_session()  # type: ignore[attr-defined]
+        return self._core
+
+    async def _aloaded_state(self) -> SessionState:
+        await self._aget_session()  # type: ignore[attr-defined]
+        return self._core
 
     @classmethod
     def get_store(cls) -> Store:

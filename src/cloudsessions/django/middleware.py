@@ -42,6 +42,7 @@ from django.utils.http import http_date
 
 from .. import outage
 from ..errors import StoreUnavailable
+from ..metadata import Client
 from .conf import config
 
 # Django's words (django.contrib.sessions.middleware), so both paths raise the same error.
@@ -70,6 +71,15 @@ class SessionMiddleware(DjangoSessionMiddleware):
     # sync_capable and async_capable come from Django's MiddlewareMixin, whose __init__ marks
     # the instance a coroutine function when get_response is one; __call__ then hands each
     # request to __acall__ below.
+
+    def process_request(self, request: HttpRequest) -> None:
+        super().process_request(request)
+        # Who is asking, for a signed-in session's metadata (docs/signed-in.md). REMOTE_ADDR
+        # is the peer: behind a proxy, set it from X-Forwarded-For in a middleware you trust.
+        seen_from = getattr(request.session, "seen_from", None)
+        if seen_from is not None:
+            meta = request.META
+            seen_from(Client(meta.get("REMOTE_ADDR"), meta.get("HTTP_USER_AGENT")))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return unavailable() if isinstance(exception, StoreUnavailable) else None
