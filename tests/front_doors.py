@@ -35,7 +35,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
-from cloudsessions import Store
+from cloudsessions import SessionInfo, Store
 from cloudsessions.asgi import SessionMiddleware
 from cloudsessions.django.engine import SessionStore
 from cloudsessions.flask import CloudSessions
@@ -44,6 +44,7 @@ LIFETIME = 3600  # seconds: the record lifetime of the Flask and ASGI apps
 DOORS = ["django", "flask", "asgi", "asgi-trio"]
 PATHS = ["read", "write", "append", "remove", "login", "signin", "signout", "logout"]
 PATHS += ["count", "write-set", "race", "race-signin"]
+PATHS += ["signed-in", "revoke", "revoke-others"]
 OK = {"ok": True}
 DEFAULT: Any = object()  # an option left at the framework's default
 
@@ -137,6 +138,30 @@ class Views:
             _meeting.wait()
         return {"views": self.session.increment("views")}
 
+    def signed_in(self, args: Mapping[str, str]) -> Any:
+        return listing(self.session.signed_in_sessions())
+
+    def revoke(self, args: Mapping[str, str]) -> Any:
+        return {"revoked": self.session.revoke(args["handle"])}
+
+    def revoke_others(self, args: Mapping[str, str]) -> Any:
+        return {"revoked": self.session.revoke_others()}
+
+
+def listing(sessions: list[SessionInfo]) -> list[dict[str, Any]]:
+    """What a "where you're signed in" page shows of each session."""
+    return [
+        {
+            "handle": s.handle,
+            "current": s.current,
+            "device": s.device,
+            "ip": s.ip,
+            "created_at": s.created_at,
+            "last_seen": s.last_seen,
+        }
+        for s in sessions
+    ]
+
 
 class FlaskViews(Views):
     user_key = "_user_id"  # Flask-Login's
@@ -161,11 +186,20 @@ class StarletteViews(FlaskViews):
             await anyio.to_thread.run_sync(_meeting.wait)  # the event loop runs on meanwhile
         return {"views": await self.session.aincrement("views")}
 
+    async def signed_in(self, args: Mapping[str, str]) -> Any:  # type: ignore[override]
+        return listing(await self.session.asigned_in_sessions())
+
+    async def revoke(self, args: Mapping[str, str]) -> Any:  # type: ignore[override]
+        return {"revoked": await self.session.arevoke(args["handle"])}
+
+    async def revoke_others(self, args: Mapping[str, str]) -> Any:  # type: ignore[override]
+        return {"revoked": await self.session.arevoke_others()}
+
 
 def _django_view(name: str) -> Callable[[HttpRequest], JsonResponse]:
     def view(request: HttpRequest) -> JsonResponse:
         views = Views(request.session, SessionStore.get_store())
-        return JsonResponse(getattr(views, name)(request.GET))
+        return JsonResponse(getattr(views, name)(request.GET), safe=False)
 
     return view
 
@@ -246,8 +280,15 @@ class Door:
     keeps_stale_cookie = True  # Django expires the cookie of a session that turned out empty
     saves_unchanged = False  # Django saves a session marked modified (a write of its expiry)
     interrupted_status = 200  # Django answers a session ended mid-request with 400
+    # Where the test client says the request comes from, as the session metadata records it.
+    client_ip: str | None = "127.0.0.1"
 
     store: Store
+    # The User-Agent header this browser sends (None: the test client's own, if any).
+    user_agent: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"User-Agent": self.user_agent} if self.user_agent else {}
 
     # Each door's own: its test client's request, cookie jar, and a second browser.
     def get(self, path: str, **params: str) -> Answer: ...
@@ -303,7 +344,7 @@ class DjangoDoor(Door):
         self.store, self.client = store, Client()
 
     def get(self, path: str, **params: str) -> Answer:
-        response = self.client.get(path, params)
+        response = self.client.get(path, params, headers=self.headers())
         is_json = response.headers.get("Content-Type") == "application/json"
         return Answer(
             response.status_code,
@@ -331,7 +372,7 @@ class FlaskDoor(Door):
         self.store, self.app, self.client = store, app, app.test_client()
 
     def get(self, path: str, **params: str) -> Answer:
-        response = self.client.get(path, query_string=params)
+        response = self.client.get(path, query_string=params, headers=self.headers())
         return Answer(
             response.status_code,
             response.get_json(silent=True),
@@ -353,6 +394,7 @@ class FlaskDoor(Door):
 
 class AsgiDoor(Door):
     deleted_value = "session=null;"  # Starlette's
+    client_ip = None  # Starlette's TestClient names its peer "testclient": not an address
 
     def __init__(self, store: Store, app: Starlette, backend: str, stack: contextlib.ExitStack):
         self.name = "asgi" if backend == "asyncio" else f"asgi-{backend}"
@@ -361,7 +403,7 @@ class AsgiDoor(Door):
         self.client = stack.enter_context(TestClient(app, backend=backend))
 
     def get(self, path: str, **params: str) -> Answer:
-        response = self.client.get(path, params=params)
+        response = self.client.get(path, params=params, headers=self.headers())
         is_json = response.headers.get("content-type") == "application/json"
         return Answer(
             response.status_code,
@@ -411,6 +453,7 @@ def open_door(
     rotate_on_login: bool = True,
     outages: Literal["raise", "503"] | None = None,
     refresh_after: float | None = DEFAULT,
+    metadata: Any = DEFAULT,
     **framework: Any,
 ) -> Iterator[Door]:
     """A browser on a fresh app of the door `name` on `store`.
@@ -418,19 +461,27 @@ def open_door(
     The same options on every door: rotate_on_login (off: a change of the user id does not
     move the session to a new id); outages "raise" (the StoreUnavailable reaches the test)
     or "503" (what users get), None for the door's default; refresh_after (Flask and ASGI;
-    None = never, which Flask spells SESSION_REFRESH_EACH_REQUEST = False). `framework`:
-    the framework's own settings (Django settings, Flask config, ASGI parameters).
+    None = never, which Flask spells SESSION_REFRESH_EACH_REQUEST = False); metadata (each
+    door's METADATA setting). `framework`: the framework's own settings (Django settings, Flask config, ASGI
+    parameters).
     """
     with contextlib.ExitStack() as stack:
         if name == "django":
             assert refresh_after is DEFAULT, "Django has no refresh policy"
-            middleware = "cloudsessions.django" if outages == "503" else "django.contrib.sessions"
+            # cloudsessions' middleware is Django's plus the client (for session metadata)
+            # and the 503 on outages; "raise" lets the StoreUnavailable reach the test.
+            ours = outages != "raise"
+            middleware = "cloudsessions.django" if ours else "django.contrib.sessions"
             settings = {"STORE": store, "ROTATE_ON_LOGIN": rotate_on_login}
+            if metadata is not DEFAULT:
+                settings["METADATA"] = metadata
             framework = {"MIDDLEWARE": [f"{middleware}.middleware.SessionMiddleware"], **framework}
             stack.enter_context(override_settings(CLOUDSESSIONS=settings, **framework))
             yield DjangoDoor(store)
         elif name == "flask":
             config = {"TESTING": outages != "503", "CLOUDSESSIONS_ROTATE_ON_LOGIN": rotate_on_login}
+            if metadata is not DEFAULT:
+                config["CLOUDSESSIONS_METADATA"] = metadata
             if refresh_after is None:
                 config["SESSION_REFRESH_EACH_REQUEST"] = False
             elif refresh_after is not DEFAULT:
@@ -440,6 +491,8 @@ def open_door(
             options = {"rotate_on_login": rotate_on_login, "outage_response": outages != "raise"}
             if refresh_after is not DEFAULT:
                 options["refresh_after"] = refresh_after
+            if metadata is not DEFAULT:
+                options["metadata"] = metadata
             app = asgi_app(store, **options, **framework)
             yield AsgiDoor(store, app, name.partition("-")[2] or "asyncio", stack)
 

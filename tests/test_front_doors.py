@@ -8,8 +8,9 @@ one door does is in tests/test_flask.py, tests/test_asgi.py and tests/django_eng
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.sessions.exceptions import SessionInterrupted
@@ -20,6 +21,7 @@ from cloudsessions import (
     StoreUnavailable,
     new_session_id,
     open_store,
+    signals,
 )
 from cloudsessions import record_id as rid
 from cloudsessions.testing import at_once
@@ -301,6 +303,170 @@ def test_a_read_only_request_refreshes_the_expiry_only_when_due(
     assert record is not None
     expected = time.time() + (LIFETIME if refreshed else remaining)
     assert record.expires_at == pytest.approx(expected, abs=5)
+
+
+# ------------------------------------------------------------------ where you're signed in
+
+FIREFOX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15"
+    " (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
+)
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+def browsers(door: Door, *agents: str) -> list[Door]:
+    """One browser per user agent (the first is `door` itself), each signed in as "ann"."""
+    found = [door, *(door.another() for _ in agents[1:])]
+    for browser, agent in zip(found, agents, strict=True):
+        browser.user_agent = agent
+        browser.begin(cart="1 pear")
+        browser.get("/login", user="ann")
+    return found
+
+
+def test_two_logins_list_two_sessions_and_revoking_one_signs_only_it_out(
+    door: Door, on_store: Instrumented
+) -> None:
+    trips = on_store.trips
+    laptop, phone = browsers(door, FIREFOX, IPHONE)
+
+    trips.reset()
+    listed = laptop.get("/signed-in").json
+    checks = 2 if on_store.index_apart else 0
+    assert trips.counts == (1 + on_store.listing_reads + checks, 0), (
+        "load + the listing; a read-only request writes nothing, metadata or not"
+    )
+    truncated = "127.0.0.0" if laptop.client_ip else None  # /24 by default
+    assert [(s["device"], s["current"], s["ip"]) for s in listed] == [
+        ("Firefox 133 on Ubuntu", True, truncated),
+        ("Mobile Safari 17 on iPhone", False, truncated),
+    ]
+    assert all(s["created_at"] <= s["last_seen"] <= time.time() for s in listed)
+    assert rid(phone.sid or "") == listed[1]["handle"], "the handle is the record id"
+    assert phone.sid not in str(listed) and laptop.sid not in str(listed)
+
+    trips.reset()
+    assert laptop.get("/revoke", handle=listed[1]["handle"]).json == {"revoked": True}
+    load, (reads, writes) = 1, on_store.revoke_trips
+    assert trips.counts == (load + reads, writes)
+    assert phone.get("/read").json["data"] == {}, "the revoked browser is signed out at once"
+    assert laptop.get("/read").json["data"] == {"cart": "1 pear", door.user_key: "ann"}
+    assert [s["current"] for s in laptop.get("/signed-in").json] == [True]
+
+
+def test_sign_out_everywhere_else_keeps_only_this_browser(
+    door: Door, on_store: Instrumented
+) -> None:
+    here, *elsewhere = browsers(door, FIREFOX, IPHONE, CHROME)
+    assert len(here.get("/signed-in").json) == 3
+    assert here.get("/revoke-others").json == {"revoked": 2}
+    assert [b.get("/read").json["data"] for b in elsewhere] == [{}, {}]
+    assert [s["device"] for s in here.get("/signed-in").json] == ["Firefox 133 on Ubuntu"]
+
+
+def test_a_handle_reaches_only_the_users_own_sessions(door: Door, on_store: Instrumented) -> None:
+    [ann] = browsers(door, FIREFOX)
+    bob = door.another()
+    bob.begin(cart="2 figs")
+    bob.get("/login", user="bob")
+    bobs = rid(bob.sid or "")
+    for handle in (bobs, bobs.upper(), "x" * 64, "' OR 1=1 --"):
+        assert ann.get("/revoke", handle=handle).json == {"revoked": False}
+    assert bob.get("/read").json["data"][door.user_key] == "bob"
+    anonymous = door.another()
+    anonymous.begin(cart="3 plums")
+    assert anonymous.get("/signed-in").json == []
+    assert anonymous.get("/revoke", handle=bobs).json == {"revoked": False}
+    assert bob.get("/read").json["data"][door.user_key] == "bob"
+
+
+def test_created_at_survives_rotation_and_last_seen_rides_only_on_writes(
+    door: Door, on_store: Instrumented
+) -> None:
+    [browser] = browsers(door, FIREFOX)
+    [first] = browser.get("/signed-in").json
+    before = browser.sid
+    browser.get("/login", user="ann")  # the same user signs in again: a new id
+    assert browser.sid != before
+    [again] = browser.get("/signed-in").json
+    assert again["created_at"] == pytest.approx(first["created_at"])
+    assert again["last_seen"] > first["last_seen"]
+
+    on_store.trips.reset()
+    browser.get("/read")
+    assert on_store.trips.counts[1] == 0, "a read records nothing"
+    assert browser.get("/signed-in").json[0]["last_seen"] == again["last_seen"]
+    browser.write(cart="5 pears")
+    assert browser.get("/signed-in").json[0]["last_seen"] > again["last_seen"]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "shown"),
+    [
+        (False, (None, None, None)),
+        ({"ip": False}, ("Firefox 133 on Ubuntu", None, True)),
+        ({"truncate_ip": False, "last_seen": False}, ("Firefox 133 on Ubuntu", "127.0.0.1", None)),
+    ],
+)
+def test_metadata_records_only_what_it_is_told(
+    door: Door, on_store: Instrumented, metadata: Any, shown: tuple[Any, ...]
+) -> None:
+    with door.reopen(metadata=metadata) as browser:
+        [browser] = browsers(browser, FIREFOX)
+        [listed] = browser.get("/signed-in").json
+    device, ip, seen = shown
+    assert (listed["device"] != "Unknown browser") == (device is not None)
+    assert listed["ip"] == (ip if browser.client_ip else None)
+    assert (listed["last_seen"] is not None) == bool(seen)
+
+
+def test_signals_tell_the_story_of_a_session_without_its_id(
+    door: Door, on_store: Instrumented
+) -> None:
+    heard: list[tuple[str, dict[str, Any]]] = []
+
+    def receiver(name: str) -> Callable[..., None]:
+        def receive(sender: object, **facts: Any) -> None:
+            assert sender is on_store.store or getattr(sender, "store", None) is on_store.store
+            heard.append((name, facts))
+
+        return receive
+
+    receivers = {name: receiver(name) for name in ("created", "rotated", "revoked", "expired")}
+    for name, receive in receivers.items():
+        getattr(signals, f"session_{name}").connect(receive)
+    try:
+        laptop, phone = browsers(door, FIREFOX, IPHONE)
+        secrets = [laptop.sid, phone.sid, handle := rid(phone.sid or "")]
+        laptop.get("/revoke", handle=handle)
+        laptop.get("/logout")
+        third = door.another()
+        secrets.append(third.begin(cart="1 fig"))
+        age(on_store.store, secrets[-1] or "", -1)  # expired, as the store sees it
+        third.get("/read")
+    finally:
+        for name, receive in receivers.items():
+            getattr(signals, f"session_{name}").disconnect(receive)
+    story = [(name, facts["user_id"], facts.get("reason")) for name, facts in heard]
+    assert story == [
+        ("created", None, None),  # laptop, anonymous
+        ("rotated", "ann", None),  # its login
+        ("created", None, None),  # phone
+        ("rotated", "ann", None),
+        ("revoked", "ann", "revoked"),  # laptop revokes phone
+        # laptop logs out; Django's flush() before any read knows no user
+        ("revoked", None if door.loads_lazily else "ann", "logout"),
+        ("created", None, None),  # the third browser
+        ("expired", None, None),  # found expired on read
+    ]
+    assert heard[1][1]["meta"].user_agent == FIREFOX
+    told = repr(heard)
+    for secret in secrets:
+        assert secret and secret not in told
 
 
 # ------------------------------------------------------------------ increment

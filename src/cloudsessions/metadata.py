@@ -171,7 +171,14 @@ def device(user_agent: str | None) -> Device:
     parsed = ua_parser.parse(user_agent)
     ua, os_, dev = parsed.user_agent, parsed.os, parsed.device
     browser = _named(ua.family, ua.major) if ua else None
-    system = _named(os_.family, os_.major) if os_ else None
+    # Browsers on macOS freeze its version at 10.15 in the User-Agent: it says nothing.
+    system = (
+        "macOS"
+        if os_ and os_.family == "Mac OS X"
+        else _named(os_.family, os_.major)
+        if os_
+        else None
+    )
     model = dev.family if dev and dev.family not in ("Other", "Mac", "Generic Smartphone") else None
     return Device(browser, system, model)
 

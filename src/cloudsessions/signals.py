@@ -13,7 +13,8 @@ The sender is the Store. Every signal passes `user_id` (None for an anonymous se
 id, so a receiver can log everything it is given. `session_revoked` also passes `reason`:
 "logout" (the session's own request ended it), "revoked" (revoke() of one session),
 "others" (revoke_others(): all of a user's sessions but the current one) or "user"
-(delete_for_user(): all of them), and `count`.
+(delete_for_user(): all of them), and `count`. A logout's `user_id` is None when the
+request never read its session (Django's flush() before any read: nothing was loaded).
 
 A receiver runs inside the request, after the store confirmed the write; an exception it
 raises propagates (as with any blinker signal), so keep receivers small or hand off.
