@@ -12,6 +12,6 @@ INSTALLED_APPS = [
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 SESSION_ENGINE = "cloudsessions.django"
-MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
+MIDDLEWARE = ["cloudsessions.django.middleware.SessionMiddleware"]
 ROOT_URLCONF = "tests.front_doors"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -73,6 +73,20 @@ def test_every_configuration_problem_is_reported_at_once_each_with_its_fix() -> 
     assert "STORE (not STORES)" in found["cloudsessions.E001"].hint
 
 
+def test_metadata_without_our_middleware_is_a_warning_and_a_wrong_value_an_error() -> None:
+    assert "cloudsessions.W002" not in ours()  # the test settings use our middleware
+    djangos = ["django.contrib.sessions.middleware.SessionMiddleware"]
+    with override_settings(MIDDLEWARE=djangos):
+        warned = ours()["cloudsessions.W002"]
+        assert "cannot record the device and address" in warned.msg
+        assert "cloudsessions.django.middleware.SessionMiddleware" in warned.hint
+        with override_settings(CLOUDSESSIONS={"METADATA": False}):
+            assert "cloudsessions.W002" not in ours()
+    with override_settings(CLOUDSESSIONS={"METADATA": {"address": True}}):
+        wrong = ours()["cloudsessions.E008"]
+    assert "unknown key(s) address" in wrong.msg and "truncate_ip" in wrong.msg
+
+
 def test_options_are_checked_once_the_url_can_be(tmp_path: Path) -> None:
     with override_settings(CLOUDSESSIONS={"STORE": "postgres://db", "OPTIONS": {"timout": 3}}):
         found = ours()

@@ -30,7 +30,11 @@ IDS = {
     "USER_ID_KEY": "cloudsessions.E005",
     "ROTATE_ON_LOGIN": "cloudsessions.E006",
     "RETRY_AFTER": "cloudsessions.E007",
+    "METADATA": "cloudsessions.E008",
 }
+# Session metadata is on, but no middleware of ours records who makes each request.
+NO_CLIENT = "cloudsessions.W002"
+MIDDLEWARE = "cloudsessions.django.middleware.SessionMiddleware"
 NOT_READY = "cloudsessions.E010"  # a check of the store failed: init creates what is missing
 NOT_CHECKED = "cloudsessions.E011"  # the store could not be asked (credentials, network)
 STORE_WARNING = "cloudsessions.W010"  # reported, not failed (e.g. a Redis that may evict)
@@ -53,7 +57,32 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     read = read_settings()
     for problem in [*read.problems, *store_problems(read)]:
         messages.append(Error(problem.message, hint=problem.hint, id=IDS[problem.key]))
+    if read.metadata is not None and not _records_client():
+        messages.append(
+            Warning(
+                "session metadata is on, but Django's own SessionMiddleware cannot record the"
+                " device and address of a session: the sessions page will show neither.",
+                hint=f'Use "{MIDDLEWARE}" in MIDDLEWARE in place of'
+                " django.contrib.sessions.middleware.SessionMiddleware (a drop-in), or set"
+                ' CLOUDSESSIONS["METADATA"] = False.',
+                id=NO_CLIENT,
+            )
+        )
     return messages
+
+
+def _records_client() -> bool:
+    from django.utils.module_loading import import_string
+
+    from .middleware import SessionMiddleware
+
+    for path in getattr(settings, "MIDDLEWARE", None) or ():
+        try:
+            if issubclass(import_string(path), SessionMiddleware):
+                return True
+        except (ImportError, TypeError):
+            continue  # Django's own checks report a middleware that cannot be imported
+    return False
 
 
 @register(TAG, deploy=True)
