@@ -462,8 +462,8 @@ def open_door(
     move the session to a new id); outages "raise" (the StoreUnavailable reaches the test)
     or "503" (what users get), None for the door's default; refresh_after (Flask and ASGI;
     None = never, which Flask spells SESSION_REFRESH_EACH_REQUEST = False); metadata (each
-    door's METADATA setting). `framework`: the framework's own settings (Django settings, Flask config, ASGI
-    parameters).
+    door's METADATA setting). `framework`: the framework's own settings (Django settings,
+    Flask config, ASGI parameters).
     """
     with contextlib.ExitStack() as stack:
         if name == "django":

@@ -20,7 +20,7 @@ import termios
 import time
 from pathlib import Path
 
-from cloudsessions import SessionRecord, new_session_id, open_store
+from cloudsessions import Metadata, SessionRecord, new_session_id, open_store, record_id
 from cloudsessions.cli import build_parser
 from cloudsessions.stores.dynamodb import ADMIN_ACTIONS, SESSION_ACTIONS
 from tests import stores
@@ -128,6 +128,9 @@ def test_every_command_and_option_has_a_description_and_a_default() -> None:
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
+            if not action.option_strings:  # an argument that must be given has no default
+                assert action.required and action.help, (name, action.dest)
+                continue
             assert action.help and "(default: " in action.help, (name, action.dest)
 
 
@@ -210,6 +213,54 @@ def test_init_check_purge_destroy_on_sqlite(tmp_path: Path) -> None:
     nowhere = cli("destroy", "--store", f"sqlite:///{tmp_path / 'none.db'}", "--yes")
     assert nowhere.returncode == 1 and "does not exist" in one_error_line(nowhere)
     assert not (tmp_path / "none.db").exists(), "destroy creates no file"
+
+
+def test_sessions_lists_a_users_sessions_and_signs_them_out(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'who.db'}"
+    store = open_store(url)
+    firefox = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    ids = [new_session_id() for _ in range(3)]
+    for n, (session_id, agent) in enumerate(zip(ids, [firefox, "curl/8.5.0", None], strict=True)):
+        meta = Metadata(1_764_000_000.0 + n, 1_764_400_000.0 + n, "203.0.113.0", agent)
+        store.create(session_id, SessionRecord({}, time.time() + 3600, "42", meta=meta))
+    handles = [record_id(s) for s in ids]
+
+    listed = cli("sessions", "42", "--store", url)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[1] == "3 session(s) of user 42"
+    assert lines[2].split() == [
+        "HANDLE",
+        "DEVICE",
+        "ADDRESS",
+        "SIGNED",
+        "IN",
+        "LAST",
+        "SEEN",
+        "EXPIRES",
+    ]
+    assert lines[3].startswith(f"  {handles[2][:12]}  Unknown browser")  # last seen first
+    assert f"{handles[0][:12]}  Firefox 133 on Ubuntu" in lines[5]
+    assert "203.0.113.0  2025-11-24 16:00 UTC  2025-11-29 07:06 UTC" in lines[5]
+    assert all(s not in listed.stdout for s in ids), "never a session id"
+
+    revoked = cli(
+        "sessions", "42", "--store", url, "--revoke", handles[1][:12], "--revoke", "0" * 12
+    )
+    assert revoked.returncode == 1, "one handle named nothing"
+    assert revoked.stdout.splitlines()[1:] == [
+        f"{handles[1][:12]}: signed out (curl 8)",
+        f"{'0' * 12}: names no session of user 42; nothing signed out",
+    ]
+    assert store.load(ids[1]) is None and store.load(ids[0]) is not None
+    short = cli("sessions", "42", "--store", url, "--revoke", handles[0][:6])
+    assert short.returncode == 1 and "is too short" in short.stdout
+
+    everything = cli("sessions", "42", "--store", url, "--all")
+    assert everything.stdout.splitlines()[1:] == ["signed out 2 session(s) of user 42"]
+    assert cli("sessions", "42", "--store", url).stdout.splitlines()[1:] == [
+        "0 session(s) of user 42"
+    ]
 
 
 def test_a_file_that_is_not_sqlite_is_reported_in_one_line_with_the_fix(tmp_path: Path) -> None:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .cache import CachedStore
 from .errors import CloudSessionsError, ConfigurationError
 from .progress import progress
+from .record import SessionInfo
 from .registry import open_store
 from .store import Store
 
@@ -58,6 +60,15 @@ COMMANDS = {
         " terminal. Reads already ignore expired sessions: purging reclaims their space."
         " Where the store deletes them itself (DynamoDB with its TTL on) purge says so"
         " instead of scanning for them.",
+    ),
+    "sessions": (
+        "list the sessions of one user, or sign them out",
+        "List the live sessions of one user (the user id the sessions record, e.g. Django's"
+        " user pk): a handle, the device, the address, when each signed in and was last"
+        " seen. With --revoke HANDLE, sign out the sessions those handles name (the first"
+        " 12 characters of a listed handle are enough); with --all, every session of the"
+        " user, as after a password reset or a stolen device. Each revoked session's next"
+        " request is anonymous, on every server.",
     ),
     "destroy": (
         "delete the table/collection and every session in it",
@@ -116,6 +127,22 @@ def add_parsers(
                 metavar="N",
                 help="records deleted per request or statement (default: %(default)s)",
             )
+        if name == "sessions":
+            op.add_argument("user", metavar="USER_ID", help="the user id the sessions record")
+            revoke = op.add_mutually_exclusive_group()
+            revoke.add_argument(
+                "--revoke",
+                action="append",
+                default=[],
+                metavar="HANDLE",
+                help="sign out the session this handle (or its first 12+ characters) names;"
+                " may be repeated (default: list the sessions, sign out none)",
+            )
+            revoke.add_argument(
+                "--all",
+                action="store_true",
+                help="sign out every session of the user (default: list them)",
+            )
         if name == "destroy":
             op.add_argument(
                 "--yes",
@@ -170,6 +197,8 @@ def run(
             return check(store, out)
         if operation == "purge":
             return purge(store, out, args.batch_size, bar_stream=bar_stream)
+        if operation == "sessions":
+            return sessions(store, out, args.user, args.revoke, every=args.all)
         asked = (lambda _: True) if args.yes else confirm
         return destroy(store, out, asked, err=err, bar_stream=bar_stream)
     except CloudSessionsError as exc:
@@ -236,6 +265,62 @@ def destroy(
     removed = f" ({bar.count} record(s) removed)" if bar.count else ""
     out.write(f"deleted {what}{removed}\n")
     return OK
+
+
+SHORT_HANDLE = 12
+
+
+def sessions(store: Store, out: Writer, user: str, revoke: Sequence[str], *, every: bool) -> int:
+    if every:
+        count = store.delete_for_user(user)
+        out.write(f"signed out {count} session(s) of user {user}\n")
+        return OK
+    listed = store.for_user(user)
+    if revoke:
+        return _revoke(store, out, user, listed, revoke)
+    out.write(f"{len(listed)} session(s) of user {user}\n")
+    rows = [("HANDLE", "DEVICE", "ADDRESS", "SIGNED IN", "LAST SEEN", "EXPIRES")]
+    rows += [
+        (
+            s.handle[:SHORT_HANDLE],
+            s.device,
+            s.ip or "-",
+            _when(s.created_at),
+            _when(s.last_seen),
+            _when(s.expires_at),
+        )
+        for s in listed
+    ]
+    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
+    for row in rows if listed else []:
+        out.write("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+    return OK
+
+
+def _revoke(
+    store: Store, out: Writer, user: str, listed: Sequence[SessionInfo], given: Sequence[str]
+) -> int:
+    failed = False
+    for prefix in given:
+        found = [s for s in listed if prefix and s.handle.startswith(prefix.lower())]
+        if len(prefix) < SHORT_HANDLE or len(found) != 1:
+            why = "is too short" if len(prefix) < SHORT_HANDLE else "names no session"
+            if len(found) > 1:
+                why = "names several sessions"
+            out.write(f"{prefix}: {why} of user {user}; nothing signed out\n")
+            failed = True
+        elif store.revoke(user, found[0].handle):
+            out.write(f"{prefix}: signed out ({found[0].device})\n")
+        else:
+            out.write(f"{prefix}: already gone\n")
+    return FAILED if failed else OK
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def ask(question: str) -> bool:

@@ -25,8 +25,8 @@ INTERRUPTED = 130
 DESCRIPTION = """\
 Server-side sessions for Django, Flask and ASGI in DynamoDB, Firestore, MongoDB, Redis or an
 embedded SQLite file. This command sets a store up (init), reports whether it is ready
-(check), deletes expired sessions (purge) or the whole store (destroy), and serves a demo
-site on any store (demo). Run `cloudsessions COMMAND --help` for each command's options."""
+(check), deletes expired sessions (purge) or the whole store (destroy), lists or signs out
+the sessions of one user (sessions), and serves a demo site on any store (demo). Run `cloudsessions COMMAND --help` for each command's options."""
 
 EPILOG = f"""\
 the store:
@@ -45,6 +45,7 @@ examples:
   cloudsessions init
   cloudsessions check --store 'dynamodb://sessions?region=eu-west-1'
   {STORE_ENV}=mongodb://localhost/app cloudsessions purge --batch-size 1000
+  cloudsessions sessions 42 --all
   cloudsessions destroy --store sqlite:///sessions.db --yes
   cloudsessions demo --framework flask --port 8080"""
 
