@@ -26,7 +26,8 @@ DESCRIPTION = """\
 Server-side sessions for Django, Flask and ASGI in DynamoDB, Firestore, MongoDB, Redis or an
 embedded SQLite file. This command sets a store up (init), reports whether it is ready
 (check), deletes expired sessions (purge) or the whole store (destroy), lists or signs out
-the sessions of one user (sessions), and serves a demo site on any store (demo). Run `cloudsessions COMMAND --help` for each command's options."""
+the sessions of one user (sessions), and serves a demo site on any store (demo). Run
+`cloudsessions COMMAND --help` for each command's options."""
 
 EPILOG = f"""\
 the store:
