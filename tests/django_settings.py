@@ -1,6 +1,9 @@
 """Settings for the Django tests: no database is used by our engine (SimpleTestCase
 forbids queries), but Django's test module imports the db-backed session models."""
 
+import tempfile
+from pathlib import Path
+
 SECRET_KEY = "cloudsessions-tests-not-secret"
 USE_TZ = True
 INSTALLED_APPS = [
@@ -10,7 +13,14 @@ INSTALLED_APPS = [
     "sessions_tests",
     "cloudsessions.django",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# A file, not ":memory:" (one database per connection, so per thread): the migration tests
+# read Django's own session table from several threads at once.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(Path(tempfile.mkdtemp(prefix="cloudsessions-django-")) / "db.sqlite3"),
+    }
+}
 SESSION_ENGINE = "cloudsessions.django"
 MIDDLEWARE = ["cloudsessions.django.middleware.SessionMiddleware"]
 ROOT_URLCONF = "tests.front_doors"

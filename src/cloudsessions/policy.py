@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
 from .metadata import MetadataSettings
+
+if TYPE_CHECKING:
+    from .migration import Migration
 
 
 class Cookie(Enum):
@@ -59,6 +62,9 @@ class Policy:
 
     `metadata` says what a signed-in session records beside its user id (created at, last
     seen, address, user agent; see cloudsessions.metadata); None records nothing.
+
+    `migration` names the previous backend a cookie unknown to the store is looked up in
+    (see cloudsessions.migration); None looks nowhere else.
     """
 
     lifetime: float
@@ -67,6 +73,7 @@ class Policy:
     rotate_on_user_change: bool = True
     values: Values = field(default=JSON_VALUES)
     metadata: MetadataSettings | None = field(default_factory=MetadataSettings)
+    migration: Migration | None = None
 
     def refresh_due(self, expires_at: float | None, now: float) -> bool:
         if self.refresh_after is None or expires_at is None:

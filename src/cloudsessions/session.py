@@ -89,14 +89,23 @@ class SessionState:
         self.client = client
         self.ask(session_id)
 
-    def ask(self, session_id: str | None) -> None:
-        """Start over with the session id the browser (or the caller) named; nothing is read."""
+    def ask(self, session_id: str | None, *, old_key: str | None = None) -> None:
+        """Start over with the session id the browser (or the caller) named; nothing is read.
+
+        `old_key`: the cookie value as the browser sent it, when it is not `session_id` (the
+        previous backend's key, see cloudsessions.migration; default: `session_id`).
+        """
         # The id of this session: the one asked for until a load finds no record, then None
         # until a new session is first written.
         self.session_id = session_id
         # The id the browser sent, if it had the shape of one (live or not).
         valid = session_ids.is_valid_session_id(session_id)
         self.cookie_session_id = session_id if valid else None
+        # The cookie value a migration looks up in the previous backend, once.
+        self._old_key = old_key if old_key is not None else session_id
+        # This request copied (or found copied) its session from the previous backend: the
+        # response carries the new cookie.
+        self.migrated = False
         self.new = True
         self.expires_at: float | None = None
         # JSON of each value as last loaded or written: what a write diffs against.
@@ -159,6 +168,9 @@ class SessionState:
         """The data of the live record, or {} (and session_id None) if there is none."""
         # No id, no round trip; a malformed one costs none either (Store.load checks).
         record = (yield steps.load(self.session_id)) if self.session_id else None
+        old_key, self._old_key = self._old_key, None
+        if record is None and old_key and self.policy.migration is not None:
+            record = yield from self._migrate(old_key)
         self._end_current(keep=False)
         self._unsaved = self.gone = False
         if record is None:
@@ -179,6 +191,46 @@ class SessionState:
         self._user = self.policy.user_id(data)
         self._created_at = record.meta.created_at if record.meta is not None else None
         return data
+
+    def _migrate(self, old_key: str) -> Steps[SessionRecord | None]:
+        """The session the previous backend holds under `old_key`, copied into the store.
+
+        Every request that carries one old key meets on one id, migrated_id(old_key): the
+        first copies the old session there (a create), a concurrent one finds the create
+        taken and loads the copy, a bulk copy (`cloudsessions migrate`) made it before.
+        The old backend is asked first: a request that finds the old record gone loads the
+        copy whoever deleted it made before deleting it. Then the old record is deleted
+        (idempotent; a failure is a StoreUnavailable, so the browser keeps its old cookie
+        and the next request tries again) and the response sends the new id. Nothing
+        copies a session the old backend no longer has: logged out there, it stays out.
+        """
+        migration = self.policy.migration
+        assert migration is not None
+        new_id = migration.new_id(old_key)
+        if new_id == self.session_id:
+            return None  # the cookie is a copy's id already: gone since
+        old = yield steps.fetch_old(migration, old_key)
+        record: SessionRecord | None
+        if old is None:
+            record = yield steps.load(new_id)  # copied (and the old one deleted) before
+            if record is None:
+                return None
+        else:
+            user = self.policy.user_id(old.data)
+            self.session_id = new_id  # for the metadata: a session created now
+            meta = self._observe(user)
+            record = SessionRecord(dict(old.data), old.expires_at, user, meta=meta)
+            try:
+                yield steps.create(new_id, record)
+            except SessionExists:  # another request of this browser, or the bulk copy
+                record = yield steps.load(new_id)
+                if record is None:
+                    self.session_id = None
+                    return None  # and it has ended since (a logout): it stays ended
+            yield steps.discard_old(migration, old_key)
+        self.session_id = self.cookie_session_id = new_id
+        self.migrated = self.wrote = True  # the response sends the new cookie
+        return record
 
     # ----------------------------------------------------------------- id changes
 

@@ -25,11 +25,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One store call: Store.<method>(*args, **kwargs), or its async twin Store.a<method>."""
+    """One store call: Store.<method>(*args, **kwargs), or its async twin Store.a<method>.
+
+    `target`: another object to call instead of the store (a migration's old backend, see
+    cloudsessions.migration), with the same sync/async pair of methods.
+    """
 
     method: str
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    target: Any = None
 
 
 Steps = Generator[Call, Any, T]
@@ -67,6 +72,14 @@ def delete_for_user(user_id: str, keep: str | None) -> Call:
     return Call("delete_for_user", (user_id,), {"keep": keep})
 
 
+def fetch_old(migration: Any, key: str) -> Call:
+    return Call("fetch", (key,), target=migration)
+
+
+def discard_old(migration: Any, key: str) -> Call:
+    return Call("discard", (key,), target=migration)
+
+
 class _Feed(Generic[T]):
     """Feeds each call's outcome back into the steps; the drivers only make the calls."""
 
@@ -92,8 +105,9 @@ def drive(store: Store, steps: Steps[T]) -> T:
     feed = _Feed(steps)
     with contextlib.closing(steps):
         while (call := feed.next()) is not None:
+            target = store if call.target is None else call.target
             try:
-                feed.result = getattr(store, call.method)(*call.args, **call.kwargs)
+                feed.result = getattr(target, call.method)(*call.args, **call.kwargs)
             except (SessionExists, SessionGone, StoreUnavailable) as exc:
                 feed.error = exc
         return feed.value  # type: ignore[no-any-return]
@@ -104,8 +118,9 @@ async def adrive(store: Store, steps: Steps[T]) -> T:
     feed = _Feed(steps)
     with contextlib.closing(steps):
         while (call := feed.next()) is not None:
+            target = store if call.target is None else call.target
             try:
-                feed.result = await getattr(store, "a" + call.method)(*call.args, **call.kwargs)
+                feed.result = await getattr(target, "a" + call.method)(*call.args, **call.kwargs)
             except (SessionExists, SessionGone, StoreUnavailable) as exc:
                 feed.error = exc
         return feed.value  # type: ignore[no-any-return]

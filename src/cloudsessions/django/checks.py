@@ -31,6 +31,7 @@ IDS = {
     "ROTATE_ON_LOGIN": "cloudsessions.E006",
     "RETRY_AFTER": "cloudsessions.E007",
     "METADATA": "cloudsessions.E008",
+    "MIGRATE_FROM": "cloudsessions.E009",
 }
 # Session metadata is on, but no middleware of ours records who makes each request.
 NO_CLIENT = "cloudsessions.W002"

@@ -9,6 +9,7 @@ still read and checked.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from django.dispatch import receiver
 
 from ..errors import ConfigurationError
 from ..metadata import MetadataSettings
+from ..migration import Migration, Source
+from ..migration.django_engines import DjangoEngineSource
 from ..outage import DEFAULT_RETRY_AFTER, check_retry_after
 from ..registry import checked_cache, configured_store, default_store_url, open_store
 from ..store import Store, StoreURL
@@ -34,6 +37,7 @@ KNOWN = {
     "ROTATE_ON_LOGIN",
     "RETRY_AFTER",
     "METADATA",
+    "MIGRATE_FROM",
 }
 DEFAULT_USER_ID_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 
@@ -153,6 +157,14 @@ class Config:
             retry_after,
             "Whole seconds for the 503's Retry-After header, or None for no header.",
         )
+        migration: Migration | None = None
+        self.migration = self._checked(
+            "MIGRATE_FROM",
+            lambda: _migration(raw.get("MIGRATE_FROM")),
+            migration,
+            'The SESSION_ENGINE you are leaving, e.g. "django.contrib.sessions.backends.db",'
+            " or a cloudsessions.migration.Source; see docs/migrating.md.",
+        )
         self._store: Store | None = None
 
     def _problem(self, key: str | None, message: str, hint: str) -> None:
@@ -250,6 +262,30 @@ def read_settings() -> Config:
 
 
 _config: Config | None = None
+
+
+def _migration(value: object) -> Migration | None:
+    if value is None:
+        return None
+    if isinstance(value, Source):
+        return Migration(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            f"{setting_name('MIGRATE_FROM')} must be a session engine path or a Source,"
+            f" got {value!r}"
+        )
+    if value.split(".")[0] == "cloudsessions":
+        raise ConfigurationError(
+            f"{setting_name('MIGRATE_FROM')} names cloudsessions itself: name the engine"
+            " the sessions come from"
+        )
+    try:
+        importlib.import_module(value).SessionStore  # noqa: B018 - the engine's class
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"{setting_name('MIGRATE_FROM')} = {value!r} is not a session engine: {exc}"
+        ) from exc
+    return Migration(DjangoEngineSource(value))
 
 
 def config() -> Config:

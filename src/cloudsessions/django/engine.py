@@ -55,6 +55,7 @@ class SessionStore(SignedInMethods, SessionBase):
                 user_id_key=settings.user_id_key,
                 rotate_on_user_change=settings.rotate_on_login,
                 metadata=settings.metadata,
+                migration=settings.migration,
             ),
         )
         super().__init__(session_key)
@@ -88,7 +89,7 @@ class SessionStore(SignedInMethods, SessionBase):
     @_session_key.setter
     def _session_key(self, value: str | None) -> None:
         valid = self._validate_session_key(value)  # type: ignore[attr-defined]
-        self._core.ask(value if valid else None)
+        self._core.ask(value if valid else None, old_key=value)
 
     def _get_new_session_key(self) -> str:
         return session_ids.new_session_id()
@@ -104,10 +105,20 @@ class SessionStore(SignedInMethods, SessionBase):
     # ------------------------------------------------------------------ reads
 
     def load(self) -> dict[str, Any]:
-        return self._core.run(self._core.load())
+        data = self._core.run(self._core.load())
+        self._note_migration()
+        return data
 
     async def aload(self) -> dict[str, Any]:
-        return await self._core.arun(self._core.load())
+        data = await self._core.arun(self._core.load())
+        self._note_migration()
+        return data
+
+    def _note_migration(self) -> None:
+        # A session copied from the previous backend (MIGRATE_FROM) has a new id: marked
+        # modified, the middleware sends it (the save finds nothing left to write).
+        if self._core.migrated:
+            self.modified = True
 
     def exists(self, session_key: str | None) -> bool:
         return self._core.store.load(session_key or "") is not None
