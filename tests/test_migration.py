@@ -7,18 +7,28 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import flask
 import pytest
 from django.contrib.sessions.backends.db import SessionStore as DjangoDbSession
 from django.contrib.sessions.models import Session as DjangoSessionRow
 from django.db import connection
 from django.test import override_settings
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from cloudsessions import ConfigurationError, record_id
+from cloudsessions.asgi import SessionMiddleware
 from cloudsessions.django.conf import config
 from cloudsessions.migration import migrated_id
-from tests.front_doors import DjangoDoor
+from tests.front_doors import AsgiDoor, DjangoDoor, FlaskDoor, asgi_app, flask_app
 from tests.stores import Instrumented
 
 DB_ENGINE = "django.contrib.sessions.backends.db"
@@ -138,3 +148,77 @@ def test_a_wrong_previous_backend_is_a_configuration_error(value: object, messag
     wrong = override_settings(CLOUDSESSIONS={"MIGRATE_FROM": value})
     with wrong, pytest.raises(ConfigurationError, match=message):
         config().store()
+
+
+# ------------------------------------------------------------- signed cookies
+
+FLASK_SECRET = "the flask app's secret"
+
+
+def old_flask_cookie(**data: Any) -> str:
+    """A Flask app on Flask's own cookie session: a login there, its cookie value."""
+    app = flask.Flask(__name__)
+    app.secret_key = FLASK_SECRET
+
+    @app.get("/login")
+    def login() -> str:
+        flask.session.update(data)
+        return "ok"
+
+    client = app.test_client()
+    client.get("/login")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return cookie.value
+
+
+def test_a_flask_cookie_session_survives_the_switch(on_store: Instrumented) -> None:
+    when = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    cookie = old_flask_cookie(_user_id="11", cart=("pear", 2), at=when)
+    app = flask_app(on_store.store, SECRET_KEY=FLASK_SECRET, CLOUDSESSIONS_MIGRATE_FROM="flask")
+
+    @app.get("/typed")
+    def typed() -> dict[str, Any]:
+        return {"cart": repr(flask.session["cart"]), "at": repr(flask.session["at"])}
+
+    browser = FlaskDoor(on_store.store, app)
+    browser.plant(cookie)
+    assert browser.get("/typed").json == {"cart": repr(("pear", 2)), "at": repr(when)}
+    new_id = migrated_id(cookie)
+    assert browser.sid == new_id
+    assert [s.record_id for s in on_store.store.for_user("11")] == [record_id(new_id)]
+    assert browser.get("/read").json["data"]["_user_id"] == "11"
+
+    forged = FlaskDoor(on_store.store, app)
+    forged.plant(cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB"))
+    assert forged.get("/read").json["data"] == {}, "a bad signature copies nothing"
+    other = flask_app(on_store.store, SECRET_KEY="another", CLOUDSESSIONS_MIGRATE_FROM="flask")
+    stranger = FlaskDoor(on_store.store, other)
+    stranger.plant(old_flask_cookie(_user_id="12"))
+    assert stranger.get("/read").json["data"] == {}, "another app's cookie copies nothing"
+
+
+def test_a_starlette_cookie_session_survives_the_switch(on_store: Instrumented) -> None:
+    secret = "the starlette app's secret"
+
+    async def login(request: Request) -> PlainTextResponse:
+        request.session.update({"_user_id": "13", "cart": ["fig"]})
+        return PlainTextResponse("ok")
+
+    old_app = Starlette(
+        routes=[Route("/login", login)],
+        middleware=[Middleware(StarletteSessionMiddleware, secret_key=secret)],
+    )
+    with TestClient(old_app) as old_browser:
+        old_browser.get("/login")
+        cookie = old_browser.cookies["session"]
+
+    app = asgi_app(on_store.store, secret_key=secret, migrate_from="starlette")
+    with contextlib.ExitStack() as stack:
+        browser = AsgiDoor(on_store.store, app, "asyncio", stack)
+        browser.plant(cookie)
+        assert browser.get("/read").json["data"] == {"_user_id": "13", "cart": ["fig"]}
+        assert browser.sid == migrated_id(cookie)
+        assert browser.get("/read").json["data"]["cart"] == ["fig"]
+    with pytest.raises(ConfigurationError, match="secret_key"):
+        SessionMiddleware(old_app, store=on_store.store, migrate_from="starlette")

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
 from .metadata import Client, MetadataSettings
+from .migration import Migration, Source
 from .policy import Cookie, Policy, check_refresh_after
 from .registry import checked_cache, configured_store
 from .server_session import ServerSession
@@ -48,6 +49,34 @@ class Session(ServerSession, StarletteSession):
     def __init__(self, initial: Mapping[str, Any] | None = None, state: SessionState | None = None):
         super().__init__(initial or {})
         self._state = state
+
+
+def _migration(
+    value: str | Source | None,
+    secret_key: str | Secret | None,
+    max_age: int | None,
+    lifetime: float | None,
+) -> Migration | None:
+    if value is None:
+        return None
+    if isinstance(value, Source):
+        return Migration(value)
+    if value != "starlette":
+        raise ConfigurationError(
+            'migrate_from must be "starlette" (Starlette\'s signed cookie) or a'
+            f" cloudsessions.migration.Source, got {value!r}"
+        )
+    if not secret_key:
+        raise ConfigurationError(
+            'migrate_from="starlette" reads the old cookies with their secret: pass the'
+            " secret_key Starlette's SessionMiddleware had"
+        )
+    from .migration.cookies import StarletteCookieSource
+
+    copy_lifetime = lifetime or max_age or DEFAULT_MAX_AGE
+    return Migration(
+        StarletteCookieSource(str(secret_key), max_age=max_age, lifetime=copy_lifetime)
+    )
 
 
 class SessionMiddleware:
@@ -67,6 +96,9 @@ class SessionMiddleware:
         writes a new expiry (and re-sends the cookie); 0 = every request, None = never.
     user_id_key: the session key recorded as the record's user id (for for_user()).
     rotate_on_login: a change of that key moves the session to a new id (fixation).
+    migrate_from: the session backend you are leaving: "starlette" (Starlette's signed
+        cookie, read with `secret_key` and `max_age`) or a cloudsessions.migration.Source
+        (see docs/migrating.md).
     metadata: what a signed-in session records (True: created, last seen, address truncated
         to its network, user agent; False; or a dict of those, see cloudsessions.metadata).
         The address is the ASGI client's: run uvicorn with --proxy-headers behind a proxy.
@@ -94,12 +126,14 @@ class SessionMiddleware:
         user_id_key: str | None = "_user_id",
         rotate_on_login: bool = True,
         metadata: bool | Mapping[str, bool] = True,
+        migrate_from: str | Source | None = None,
         outage_response: bool = True,
         retry_after: int | None = outage.DEFAULT_RETRY_AFTER,
     ) -> None:
         if store is not None and not isinstance(store, str | Store):
             raise ConfigurationError(f"store must be a store URL or a Store, got {store!r}")
-        del secret_key  # see the module docstring
+        migration = _migration(migrate_from, secret_key, max_age, lifetime)
+        del secret_key  # see the module docstring: read only by a migration from its cookie
         self.app = app
         self._store_setting = store
         self._options = dict(options or {})
@@ -123,6 +157,7 @@ class SessionMiddleware:
             user_id_key=user_id_key,
             rotate_on_user_change=rotate_on_login,
             metadata=MetadataSettings.parse(metadata, "metadata"),
+            migration=migration,
         )
         self.outage_response = outage_response
         self.retry_after = outage.check_retry_after(retry_after, "retry_after")
@@ -138,6 +173,9 @@ class SessionMiddleware:
             return
         connection = HTTPConnection(scope)
         cookie = connection.cookies.get(self.session_cookie)
+        migration = self.policy.migration
+        if cookie is None and migration is not None and migration.source.cookie_name:
+            cookie = connection.cookies.get(migration.source.cookie_name)
         peer = connection.client
         client = Client(peer.host if peer else None, connection.headers.get("user-agent"))
         try:

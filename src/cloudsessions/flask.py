@@ -23,6 +23,9 @@ Configuration (``app.config``, read by init_app; see docs/frameworks.md):
     CLOUDSESSIONS_METADATA         what a signed-in session records: True (created, last seen,
                                    address truncated to its network, user agent), False, or a
                                    dict of those (see cloudsessions.metadata)
+    CLOUDSESSIONS_MIGRATE_FROM     the session backend you are leaving: "flask" (Flask's own
+                                   signed cookie, read with this app's SECRET_KEY) or a
+                                   cloudsessions.migration.Source (see docs/migrating.md)
     CLOUDSESSIONS_OUTAGE_RESPONSE  answer 503 + Retry-After when the store is unavailable (True)
     CLOUDSESSIONS_RETRY_AFTER      the Retry-After seconds of that answer (5)
 
@@ -55,6 +58,7 @@ from werkzeug.exceptions import InternalServerError
 from . import outage
 from .errors import ConfigurationError, StoreUnavailable
 from .metadata import Client, MetadataSettings
+from .migration import Migration, Source
 from .policy import Cookie, Policy, Values, check_refresh_after
 from .registry import checked_cache, configured_store
 from .server_session import ServerSession
@@ -73,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "CLOUDSESSIONS_USER_ID_KEY": "_user_id",  # flask_login's session key
     "CLOUDSESSIONS_ROTATE_ON_LOGIN": True,
     "CLOUDSESSIONS_METADATA": True,
+    "CLOUDSESSIONS_MIGRATE_FROM": None,
     "CLOUDSESSIONS_REFRESH_AFTER": 0.1,
     "CLOUDSESSIONS_OUTAGE_RESPONSE": True,
     "CLOUDSESSIONS_RETRY_AFTER": outage.DEFAULT_RETRY_AFTER,
@@ -191,7 +196,7 @@ class CloudSessionInterface(SessionInterface):
     #: Flask's own serializer of session values, as SecureCookieSessionInterface has it.
     serializer = TaggedJSONSerializer()
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], app: Flask | None = None) -> None:
         unknown = sorted(k for k in config if k.startswith(PREFIX) and k not in DEFAULTS)
         if unknown:
             raise ConfigurationError(
@@ -226,6 +231,7 @@ class CloudSessionInterface(SessionInterface):
         self.metadata = MetadataSettings.parse(
             settings["CLOUDSESSIONS_METADATA"], "CLOUDSESSIONS_METADATA"
         )
+        self.migration = _migration(settings["CLOUDSESSIONS_MIGRATE_FROM"], app)
         self.retry_after = outage.check_retry_after(
             settings["CLOUDSESSIONS_RETRY_AFTER"], "CLOUDSESSIONS_RETRY_AFTER"
         )
@@ -249,12 +255,16 @@ class CloudSessionInterface(SessionInterface):
             rotate_on_user_change=self.rotate_on_login,
             values=self.values,
             metadata=self.metadata,
+            migration=self.migration,
         )
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession:
         # A store error propagates (503 by default, see init_app): an empty session instead
         # would silently log the user out.
         cookie = request.cookies.get(self.get_cookie_name(app))
+        old_name = self.migration.source.cookie_name if self.migration else None
+        if cookie is None and old_name:
+            cookie = request.cookies.get(old_name)  # the previous backend's own cookie
         client = Client(request.remote_addr, request.headers.get("User-Agent"))
         data, state = SessionState.open(self.store, self.policy(app), cookie, client)
         return FlaskSession(data, state)
@@ -315,6 +325,25 @@ class CloudSessionInterface(SessionInterface):
         return error
 
 
+def _migration(value: object, app: Flask | None) -> Migration | None:
+    if value is None:
+        return None
+    if isinstance(value, Source):
+        return Migration(value)
+    if value == "flask":
+        if app is None:
+            raise ConfigurationError(
+                'CLOUDSESSIONS_MIGRATE_FROM = "flask" needs the app: use CloudSessions(app)'
+            )
+        from .migration.cookies import FlaskCookieSource
+
+        return Migration(FlaskCookieSource(app))
+    raise ConfigurationError(
+        'CLOUDSESSIONS_MIGRATE_FROM must be "flask" (Flask\'s signed cookie) or a'
+        f" cloudsessions.migration.Source, got {value!r}"
+    )
+
+
 class CloudSessions:
     """The Flask extension: ``CloudSessions(app)``, or ``ext = CloudSessions()`` and later
     ``ext.init_app(app)`` in an app factory. Settings are read from app.config there."""
@@ -325,7 +354,7 @@ class CloudSessions:
 
     def init_app(self, app: Flask) -> None:
         # No store is created here: the first request that needs one creates it.
-        interface = CloudSessionInterface(app.config)
+        interface = CloudSessionInterface(app.config, app)
         app.session_interface = interface
         app.extensions["cloudsessions"] = interface
         if interface.outage_response:
