@@ -30,9 +30,11 @@ from cloudsessions import (
     open_store,
     record_id,
 )
-from cloudsessions.record import EncodedRecord
+from cloudsessions.metadata import encode as encode_meta
+from cloudsessions.record import EncodedRecord, Metadata
 from cloudsessions.stores.mongodb import CLIENT_DEFAULTS, MongoDBStore
-from cloudsessions.stores.mongodb.requests import document
+from cloudsessions.stores.mongodb.requests import document, utc
+from cloudsessions.testing.signed_in import LAPTOP, PHONE
 from tests import stores
 from tests.backends import mongodb as backend
 from tests.services._process import HOST, free_port
@@ -192,6 +194,52 @@ def test_document_layout(
     assert "user_id" not in doc
 
 
+def test_metadata_is_one_more_field_kept_by_saves_without_it(
+    inst: stores.Instrumented, raw_client: MongoClient[dict[str, Any]]
+) -> None:
+    store, coll = inst.store, raw_collection(raw_client, inst.url)
+    key, anon = new_session_id(), new_session_id()
+    expires = time.time() + 100
+    store.create(key, SessionRecord({"a": 1}, expires, "42", meta=PHONE))
+    store.create(anon, SessionRecord({}, expires))
+    doc = coll.find_one({"_id": record_id(key)})
+    assert doc is not None and doc["meta"] == encode_meta(PHONE)
+    assert "meta" not in coll.find_one({"_id": record_id(anon)})  # type: ignore[operator]
+    store.save(key, SessionRecord({"a": 2}, expires, "42", meta=LAPTOP), ["a"])
+    store.save(key, SessionRecord({"a": 3}, expires, "42"), ["a"])  # no metadata: kept
+    doc = coll.find_one({"_id": record_id(key)})
+    assert doc is not None and doc["meta"] == encode_meta(LAPTOP) and doc["d"] == {"ka": "3"}
+
+
+def test_a_document_written_before_metadata_loads_and_lists_without_it(
+    inst: stores.Instrumented, raw_client: MongoClient[dict[str, Any]]
+) -> None:
+    store, coll = inst.store, raw_collection(raw_client, inst.url)
+    key = new_session_id()
+    expires = time.time() + 100
+    coll.insert_one(
+        {"_id": record_id(key), "d": {"ka": "1"}, "expires_at": utc(expires), "user_id": "old"}
+    )
+    record = store.load(key)
+    assert record is not None and record.meta is None and record.data == {"a": 1}
+    [info] = store.for_user("old")
+    assert info.meta == Metadata()
+    store.save(key, SessionRecord({"a": 2}, expires, "old", meta=PHONE), ["a"])
+    assert [s.meta for s in store.for_user("old")] == [PHONE]
+
+
+def test_revoke_is_one_delete_naming_the_user(inst: stores.Instrumented) -> None:
+    store, trips = inst.store, inst.trips
+    mine, theirs = new_session_id(), new_session_id()
+    store.create(mine, live({}, user_id="u1"))
+    store.create(theirs, live({}, user_id="u2"))
+    trips.reset()
+    assert store.revoke("u1", record_id(theirs)) is False
+    assert store.revoke("u1", record_id(mine)) is True
+    assert trips.reads == [] and trips.writes == ["delete", "delete"]
+    assert store.load(mine) is None and store.load(theirs) is not None
+
+
 def test_user_operations_are_one_command_each(inst: stores.Instrumented) -> None:
     store, trips = inst.store, inst.trips
     keys = [new_session_id() for _ in range(3)]
@@ -235,13 +283,17 @@ def test_increment_is_one_find_and_modify_and_keeps_a_native_integer(
 async def test_async_calls_use_one_native_client_per_loop(inst: stores.Instrumented) -> None:
     store = inst.store
     assert isinstance(store, MongoDBStore)
-    key = new_session_id()
+    key, signed = new_session_id(), new_session_id()
     await store.acreate(key, live({"a": 1}))
     coll = await store._async.get()
     client = coll.database.client
     assert type(client).__name__ == "AsyncMongoClient"
     assert (await store.aload(key)).data == {"a": 1}  # type: ignore[union-attr]
     assert await store._async.get() is coll  # reused, not one per call
+    # The async twins carry the metadata as the sync ones do.
+    await store.acreate(signed, SessionRecord({"b": 1}, time.time() + 100, "u", meta=PHONE))
+    await store.asave(signed, SessionRecord({"b": 2}, time.time() + 100, "u"), ["b"])
+    assert (await store.aload(signed)).meta == PHONE  # type: ignore[union-attr]
 
     def other_loop() -> Any:
         async def load() -> Any:
@@ -269,6 +321,7 @@ async def test_async_calls_use_one_native_client_per_loop(inst: stores.Instrumen
         EncodedRecord({"ka": '"x"', "kb": "[1,2]"}, time.time(), "42"),
         EncodedRecord({"k%C3%A4": '"ключ 😀"'}, time.time(), "ユーザー"),
         EncodedRecord({"ka": "1"}, time.time(), None, {"kn": 1, "kbig": 2**40, "kneg": -(2**31)}),
+        EncodedRecord({"ka": "1"}, time.time(), "42", meta=encode_meta(LAPTOP)),
     ],
 )
 def test_record_size_is_the_bson_size_of_the_document(record: EncodedRecord) -> None:

@@ -17,7 +17,9 @@ import redis
 
 from cloudsessions import (
     ConfigurationError,
+    Metadata,
     SessionGone,
+    SessionRecord,
     StoreUnavailable,
     new_session_id,
     open_store,
@@ -25,8 +27,10 @@ from cloudsessions import (
 )
 from cloudsessions.admin import check as run_check
 from cloudsessions.admin import destroy as run_destroy
+from cloudsessions.metadata import encode as encode_meta
 from cloudsessions.stores.redis import RedisStore
 from cloudsessions.testing import Instrumented, RoundTrips, live
+from cloudsessions.testing.signed_in import LAPTOP, PHONE
 from tests import stores
 from tests.backends import redis as backend
 from tests.services._process import free_port
@@ -167,6 +171,56 @@ def test_a_session_is_one_hash_that_expires_natively(both: Instrumented) -> None
     client.close()
 
 
+def test_metadata_is_one_more_hash_field_kept_by_saves_without_it(both: Instrumented) -> None:
+    store, client = both.store, raw(both.url)
+    session_id, anonymous = new_session_id(), new_session_id()
+    expires_at = time.time() + 600
+    store.create(session_id, SessionRecord({"a": 1}, expires_at, "7", meta=PHONE))
+    store.create(anonymous, live({"a": 1}))
+    key = f"{store.prefix}s:{record_id(session_id)}"
+    assert client.hget(key, "m") == encode_meta(PHONE)
+    assert "m" not in client.hgetall(f"{store.prefix}s:{record_id(anonymous)}")
+    store.save(session_id, SessionRecord({"a": 2}, expires_at, "7", meta=LAPTOP), ["a"])
+    store.save(session_id, SessionRecord({"a": 3}, expires_at, "7"), ["a"])  # none: kept
+    fields = client.hgetall(key)
+    assert set(fields) == {"e", "u", "o", "m", "d:ka"} and fields["m"] == encode_meta(LAPTOP)
+    record = store.load(session_id)
+    assert record is not None and record.meta == LAPTOP and record.data == {"a": 3}
+    client.close()
+
+
+def test_a_session_written_before_metadata_loads_and_lists_without_it(
+    both: Instrumented,
+) -> None:
+    store, client = both.store, raw(both.url)
+    session_id = new_session_id()
+    store.create(session_id, live({"a": 1}, user_id="7"))
+    assert "m" not in client.hgetall(f"{store.prefix}s:{record_id(session_id)}")
+    record = store.load(session_id)
+    assert record is not None and record.meta is None
+    assert [s.meta for s in store.for_user("7")] == [Metadata()]
+    store.save(session_id, SessionRecord({"a": 2}, time.time() + 60, "7", meta=PHONE), ["a"])
+    assert [s.meta for s in store.for_user("7")] == [PHONE]
+    client.close()
+
+
+def test_the_async_writes_carry_the_metadata(both: Instrumented) -> None:
+    store, session_id = both.store, new_session_id()
+
+    async def work() -> Any:
+        await store.acreate(session_id, SessionRecord({"a": 1}, time.time() + 60, "7", meta=PHONE))
+        await store.asave(session_id, SessionRecord({"a": 2}, time.time() + 60, "7"), ["a"])
+        first = await store.aload(session_id)
+        changed = SessionRecord({"a": 3}, time.time() + 60, "7", meta=LAPTOP)
+        await store.asave(session_id, changed, ["a"])
+        return first, await store.aload(session_id)
+
+    assert store.native_async()
+    first, then = asyncio.run(work())
+    assert (first.meta, then.meta, then.data) == (PHONE, LAPTOP, {"a": 3})
+    assert [s.meta for s in store.for_user("7")] == [LAPTOP]
+
+
 def test_an_expired_session_is_gone_from_redis_at_once(both: Instrumented) -> None:
     store, client = both.store, raw(both.url)
     session_id = new_session_id()
@@ -206,6 +260,56 @@ def test_standalone_writes_keep_the_user_index_in_the_same_command(
     store.delete(session_id)
     assert trips.writes == ["EVALSHA create", "EVALSHA save", "EVALSHA increment", "EVALSHA delete"]
     assert store.for_user("7") == []
+
+
+def test_standalone_for_user_and_revoke_are_one_script_each(standalone: Instrumented) -> None:
+    store, trips, client = standalone.store, standalone.trips, raw(standalone.url)
+    mine, theirs = new_session_id(), new_session_id()
+    store.create(mine, SessionRecord({}, time.time() + 60, "7", meta=PHONE))
+    store.create(theirs, live({}, user_id="8"))
+    trips.reset()
+    assert [(s.record_id, s.meta) for s in store.for_user("7")] == [(record_id(mine), PHONE)]
+    assert trips.reads == ["EVALSHA sessions_of"] and trips.writes == []
+    trips.reset()
+    assert store.revoke("7", record_id(theirs)) is False
+    assert store.revoke("7", record_id(mine)) is True
+    assert trips.reads == [] and trips.writes == ["EVALSHA revoke", "EVALSHA revoke"]
+    assert client.exists(f"{store.prefix}u:7") == 0, "the index entry went in the same step"
+    assert store.load(mine) is None and store.load(theirs) is not None
+    client.close()
+
+
+def test_standalone_for_user_leaves_out_a_session_whose_hash_is_gone(
+    standalone: Instrumented,
+) -> None:
+    store, client = standalone.store, raw(standalone.url)
+    kept, evicted = new_session_id(), new_session_id()
+    for session_id in (kept, evicted):
+        store.create(session_id, live({}, user_id="7"))
+    client.unlink(f"{store.prefix}s:{record_id(evicted)}")  # as a maxmemory policy would
+    assert [s.record_id for s in store.for_user("7")] == [record_id(kept)]
+    client.close()
+
+
+def test_on_a_cluster_revoke_is_the_script_then_a_zrem_of_the_index_entry(
+    clustered: Instrumented,
+) -> None:
+    store, trips, client = clustered.store, clustered.trips, raw(clustered.url)
+    mine, theirs = new_session_id(), new_session_id()
+    store.create(mine, SessionRecord({}, time.time() + 60, "7", meta=PHONE))
+    store.create(theirs, live({}, user_id="8"))
+    trips.reset()
+    assert [(s.record_id, s.meta) for s in store.for_user("7")] == [(record_id(mine), PHONE)]
+    assert trips.reads == ["ZRANGE", "HMGET"] and trips.writes == []
+    trips.reset()
+    assert store.revoke("7", record_id(theirs)) is False
+    assert trips.writes == ["EVALSHA revoke"], "nothing of the index to remove"
+    trips.reset()
+    assert store.revoke("7", record_id(mine)) is True
+    assert trips.reads == [] and trips.writes == ["EVALSHA revoke", "ZREM"]
+    assert client.zcard(f"{store.prefix}u:7") == 0
+    assert store.load(mine) is None and store.load(theirs) is not None
+    client.close()
 
 
 def test_on_a_cluster_a_signed_in_write_also_records_the_index_first(

@@ -21,6 +21,9 @@ from cloudsessions.store import Store
 from tests.services.secantus import secantus
 from tests.stores import RoundTrips, unique_name
 
+# revoke(): one delete_one({_id, user_id}).
+REVOKE_TRIPS = (0, 1)
+
 READS = {"find", "aggregate", "count", "distinct", "getMore"}
 WRITES = {"insert", "update", "delete", "findAndModify"}
 

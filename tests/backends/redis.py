@@ -24,6 +24,8 @@ from tests.stores import RoundTrips, started, unique_name
 
 # Redis expires keys itself (PEXPIREAT): purge_expired has nothing to do.
 PURGE_BY_TTL = True
+# revoke(): one script checks the session's user, deletes it and its index entry.
+REVOKE_TRIPS = (0, 1)
 
 READS = frozenset(
     {

@@ -14,13 +14,16 @@ from tests.backends.redis import counter, instrument, provisioned, store_url
 from tests.services.redis import RedisCluster, redis_cluster
 from tests.stores import started
 
-__all__ = ["INDEX_APART", "PURGE_BY_TTL", "cluster", "counter", "instrument", "url"]
+__all__ = ["INDEX_APART", "PURGE_BY_TTL", "REVOKE_TRIPS", "cluster", "counter", "instrument", "url"]
 
 # Redis expires keys itself (PEXPIREAT): purge_expired has nothing to do.
 PURGE_BY_TTL = True
 # The per-user index lives in other slots than the sessions: a signed-in write also writes
 # the index, and for_user() reads each session the index names (see Instrumented).
 INDEX_APART = True
+# revoke(): the script on the session's slot (check its user, delete it), then a ZREM of
+# its entry on the index's slot.
+REVOKE_TRIPS = (0, 2)
 
 
 def cluster(services: contextlib.ExitStack) -> RedisCluster:

@@ -1,11 +1,13 @@
 """What the request path sends to MongoDB and how its answers decode: no I/O here.
 
 A document is ``{_id: <record id>, d: {<field>: <JSON text>}, expires_at: <Date>,
-user_id: <str>}`` (user_id absent for anonymous sessions). Keeping the values in the
-subdocument ``d`` lets a save change single keys with ``$set``/``$unset`` of ``d.<field>``
-in one update; field names are already encoded to [A-Za-z0-9_%-] (see codec), so no '.'
-or '$' reaches a field path. Counters are the one kind of value kept natively (an integer
-in ``d``) rather than as JSON text, so the server can add to them.
+user_id: <str>, meta: <str>}`` (user_id and meta absent for anonymous sessions; meta is
+the metadata's JSON text, see cloudsessions.metadata, absent too on documents written
+before it existed). Keeping the values in the subdocument ``d`` lets a save change single
+keys with ``$set``/``$unset`` of ``d.<field>`` in one update; field names are already
+encoded to [A-Za-z0-9_%-] (see codec), so no '.' or '$' reaches a field path. Counters
+are the one kind of value kept natively (an integer in ``d``) rather than as JSON text, so
+the server can add to them.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...errors import SessionGone
-from ...store import Changes, EncodedRecord, SessionInfo
+from ...store import Changes, EncodedRecord, SessionInfo, decode_meta
 
 Document = dict[str, Any]
 
-LOAD_PROJECTION = {"_id": 0, "d": 1, "expires_at": 1, "user_id": 1}
-INFO_PROJECTION = {"_id": 1, "expires_at": 1}
+LOAD_PROJECTION = {"_id": 0, "d": 1, "expires_at": 1, "user_id": 1, "meta": 1}
+# The listing reads the metadata in the same find on the user index.
+INFO_PROJECTION = {"_id": 1, "expires_at": 1, "meta": 1}
 
 # BSON sizes (bsonspec.org): a document is int32 length + elements + NUL; an element is a
 # type byte + its name as a NUL-terminated cstring + the value; a string value is int32
@@ -34,6 +37,7 @@ _COUNTER_ELEMENT = 1 + 1  # + name + 4 (int32) or 8 (int64) bytes
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _EXPIRES_ELEMENT = 1 + len("expires_at") + 1 + 8
 _USER_ELEMENT = 1 + len("user_id") + 1 + _BSON_STRING  # + len(user id)
+_META_ELEMENT = 1 + len("meta") + 1 + _BSON_STRING  # + len(meta text)
 _RECORD_ID_LENGTH = 64  # hex SHA-256, see session_ids.record_id
 
 
@@ -50,6 +54,8 @@ def bson_size(record: EncodedRecord) -> int:
     size += _EXPIRES_ELEMENT
     if record.user_id is not None:
         size += _USER_ELEMENT + len(record.user_id.encode())
+    if record.meta is not None:
+        size += _META_ELEMENT + len(record.meta.encode())
     return size
 
 
@@ -58,6 +64,8 @@ def document(rid: str, record: EncodedRecord) -> Document:
     doc: Document = {"_id": rid, "d": data, "expires_at": utc(record.expires_at)}
     if record.user_id is not None:
         doc["user_id"] = record.user_id
+    if record.meta is not None:
+        doc["meta"] = record.meta
     return doc
 
 
@@ -73,7 +81,13 @@ def decoded(doc: Document | None) -> EncodedRecord | None:
         if not all(type(v) is int for v in counters.values()):
             return None
         data = {f: v for f, v in data.items() if isinstance(v, str)}
-    return EncodedRecord(data, expires_at.timestamp(), doc.get("user_id"), counters)
+    return EncodedRecord(data, expires_at.timestamp(), doc.get("user_id"), counters, _meta(doc))
+
+
+def _meta(doc: Document) -> str | None:
+    # Absent on anonymous sessions and on documents written before metadata existed.
+    meta = doc.get("meta")
+    return meta if isinstance(meta, str) else None
 
 
 def save_command(
@@ -87,6 +101,9 @@ def save_command(
         unset["user_id"] = ""
     else:
         set_["user_id"] = user_id
+    # No metadata to write leaves the stored one.
+    if changes.meta is not None:
+        set_["meta"] = changes.meta
     update: Document = {"$set": set_}
     if unset:
         update["$unset"] = unset
@@ -138,4 +155,12 @@ def of_user(user_id: str, keep_rid: str | None = None) -> Document:
 
 
 def session_infos(docs: Iterable[Document], user_id: str) -> list[SessionInfo]:
-    return [SessionInfo(d["_id"], d["expires_at"].timestamp(), user_id) for d in docs]
+    return [
+        SessionInfo(d["_id"], d["expires_at"].timestamp(), user_id, decode_meta(_meta(d)))
+        for d in docs
+    ]
+
+
+def owned(user_id: str, rid: str) -> Document:
+    """The filter of a revoke: record `rid`, only if it is `user_id`'s."""
+    return {"_id": rid, "user_id": user_id}

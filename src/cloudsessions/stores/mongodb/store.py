@@ -3,7 +3,9 @@
 Every operation is one command: load a find with a projection, create an insert (the
 unique ``_id`` refuses an existing id), save an update whose filter also requires the
 record to be unexpired (never an upsert, so a logged-out session stays logged out), delete
-one delete, increment one findAndModify with an update pipeline (see requests).
+one delete, increment one findAndModify with an update pipeline (see requests); listing a
+user's sessions one find on the user index, revoking one of them one delete whose filter
+names its user.
 
 Clients are made lazily: one MongoClient per process, and one AsyncMongoClient per running
 event loop for the async API (PyMongo's native async driver, no worker threads). An
@@ -198,6 +200,12 @@ class MongoDBStore(Store):
         with self._errors("list the sessions of a user"):
             found = self._collection().find(requests.of_user(user_id), requests.INFO_PROJECTION)
             return requests.session_infos(found, user_id)
+
+    def _revoke(self, user_id: str, rid: str) -> bool:
+        # One delete whose filter names the owner: another user's handle matches nothing.
+        with self._errors("revoke a session"):
+            result = self._collection().delete_one(requests.owned(user_id, rid))
+        return result.deleted_count == 1
 
     def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
         # Listed first, then deleted by id: the caller learns which records went (a cache

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from ...record import CheckResult, SessionInfo
-from ...store import Progress
+from ...store import Progress, decode_meta
 from .scripts import SOURCES
 
 if TYPE_CHECKING:
@@ -19,20 +19,27 @@ if TYPE_CHECKING:
 _SAFE_POLICY = "noeviction"
 
 
-def sessions_of(store: RedisStore, client: Any, user_id: str) -> list[SessionInfo]:
-    """The live sessions the user's index names: one range query; on a cluster, checked."""
+def sessions_of(
+    store: RedisStore, client: Any, scripts: dict[str, Any], user_id: str
+) -> list[SessionInfo]:
+    """The live sessions the user's index names, with their metadata: one script reads the
+    index and each session's fields; on a cluster, a range query and a read of each."""
     now = time.time()
-    entries = client.zrange(store._index(user_id), now, "+inf", byscore=True, withscores=True)
     if not store.cluster:
         # Standalone: the scripts keep the index exact in the same step as each write.
-        return [SessionInfo(rid, float(score), user_id) for rid, score in entries]
+        found = scripts["sessions_of"]([store._index(user_id)], [store._key(""), now, user_id])
+        return [
+            SessionInfo(rid, float(expires), user_id, decode_meta(meta or None))
+            for rid, expires, meta in zip(found[::3], found[1::3], found[2::3], strict=True)
+        ]
     # Cluster: written apart from the sessions, the index may name a session that has
     # since been deleted, expired or moved to another user: read each, drop the stale.
+    entries = client.zrange(store._index(user_id), now, "+inf", byscore=True)
     live, stale = [], []
-    for rid, _ in entries:
-        expires, owner = client.hmget(store._key(rid), "e", "u")
+    for rid in entries:
+        expires, owner, meta = client.hmget(store._key(rid), "e", "u", "m")
         if expires is not None and float(expires) > now and owner == user_id:
-            live.append(SessionInfo(rid, float(expires), user_id))
+            live.append(SessionInfo(rid, float(expires), user_id, decode_meta(meta)))
         else:
             stale.append(rid)
     if stale:
@@ -47,12 +54,23 @@ def delete_sessions_of(
         removed = scripts["delete_for_user"]([store._index(user_id)], [store._key(""), keep or ""])
         return list(removed)
     removed = []
-    for info in sessions_of(store, client, user_id):
+    for info in sessions_of(store, client, scripts, user_id):
         if info.record_id != keep:
             scripts["delete"]([store._key(info.record_id)], ["", info.record_id])
             client.zrem(store._index(user_id), info.record_id)  # or for_user drops it later
             removed.append(info.record_id)
     return removed
+
+
+def revoke(store: RedisStore, client: Any, scripts: dict[str, Any], user_id: str, rid: str) -> bool:
+    """Delete session `rid` if it is `user_id`'s: one script, which on a standalone server
+    also drops its index entry; on a cluster the index is in another slot, so its entry
+    goes with a ZREM after (if that fails, for_user drops it later)."""
+    index = store._inline_index
+    revoked = bool(scripts["revoke"]([store._key(rid)], [user_id, index, rid]))
+    if revoked and store.cluster:
+        client.zrem(store._index(user_id), rid)
+    return revoked
 
 
 def _masters(client: Any) -> list[Any]:

@@ -4,10 +4,14 @@ A session is one hash, ``<prefix>s:<record id>``:
 
     e         its expiry, epoch seconds (the key also expires natively, PEXPIREAT)
     u         its user id, absent for an anonymous session
+    m         its metadata's JSON text (cloudsessions.metadata), absent for an anonymous
+              session and on sessions written before metadata existed
     o         the session's keys in their order, comma-separated (a hash has no order;
               encoded field names never hold a comma)
     d:<f>     the JSON text of session key f (see codec: f is an encoded field name)
     c:<f>     a counter (Store.increment), a native integer HINCRBY adds to
+
+The one-letter names are ours: a session key's field always holds a colon (d:, c:).
 
 A user's sessions are one sorted set, ``<prefix>u:<user id>``: record ids scored by their
 expiry, so for_user() is one range query and entries of expired sessions fall out of it.
@@ -63,14 +67,16 @@ end
 _HELPERS = _ORDER + _LIVE + _INDEX_PUT
 
 # KEYS: session. ARGV: now_s, expires_s, expires_ms, user ("" = none), index, rid,
-# then field/value pairs (the d:<f> names). Returns 1, or 0 if the id is taken.
+# meta ("" = none), then field/value pairs (the d:<f> names). Returns 1, or 0 if the id
+# is taken.
 CREATE = (
     _HELPERS
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'e', ARGV[2])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'm', ARGV[7]) end
 local order = {}
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   order[#order + 1] = string.sub(ARGV[i], 3)
 end
@@ -84,17 +90,18 @@ return 1
 """
 )
 
-# KEYS: session. ARGV: now_s, expires_s, expires_ms, user, index, rid, count of set
-# fields n, then n field/value pairs (d:<f>), then removed fields (bare <f>).
-# Returns 0 if the session is gone (absent, or expired by our clock), else 1.
+# KEYS: session. ARGV: now_s, expires_s, expires_ms, user, index, rid, meta ("" leaves
+# the stored one), count of set fields n, then n field/value pairs (d:<f>), then removed
+# fields (bare <f>). Returns 0 if the session is gone (absent, or expired by our clock),
+# else 1.
 SAVE = (
     _HELPERS
     + """
 if not live(KEYS[1], ARGV[1]) then return 0 end
 local old = redis.call('HGET', KEYS[1], 'u') or ''
 local order, seen = order_of(KEYS[1])
-local n = tonumber(ARGV[7])
-for i = 8, 7 + 2 * n, 2 do
+local n = tonumber(ARGV[8])
+for i = 9, 8 + 2 * n, 2 do
   local f = string.sub(ARGV[i], 3)
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   redis.call('HDEL', KEYS[1], 'c:' .. f)
@@ -104,7 +111,7 @@ for i = 8, 7 + 2 * n, 2 do
   end
 end
 local removed = {}
-for i = 8 + 2 * n, #ARGV do
+for i = 9 + 2 * n, #ARGV do
   redis.call('HDEL', KEYS[1], 'd:' .. ARGV[i], 'c:' .. ARGV[i])
   removed[ARGV[i]] = true
 end
@@ -114,6 +121,7 @@ for _, f in ipairs(order) do
 end
 order_put(KEYS[1], kept)
 redis.call('HSET', KEYS[1], 'e', ARGV[2])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'm', ARGV[7]) end
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'u', ARGV[4])
 else
@@ -163,6 +171,33 @@ if ARGV[1] ~= '' and user ~= '' then redis.call('ZREM', ARGV[1] .. user, ARGV[2]
 return 1
 """
 
+# KEYS: session. ARGV: user, index ("" on a cluster: the store removes the entry itself),
+# rid. Deletes the session only if it is the user's; returns 1 if it did, else 0.
+REVOKE = """
+if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
+redis.call('UNLINK', KEYS[1])
+if ARGV[2] ~= '' then redis.call('ZREM', ARGV[2] .. ARGV[1], ARGV[3]) end
+return 1
+"""
+
+# Standalone only; reads, never writes. KEYS: a user's index. ARGV: session key prefix,
+# now_s, user. Returns {rid, expires_s, meta ("" = none), ...} of the user's live sessions:
+# the listing with each session's metadata in one round trip. (The scripts keep the index
+# exact; a session evicted by a maxmemory policy is left out all the same.)
+SESSIONS_OF = """
+local found = {}
+local entries = redis.call('ZRANGE', KEYS[1], ARGV[2], '+inf', 'BYSCORE')
+for _, rid in ipairs(entries) do
+  local fields = redis.call('HMGET', ARGV[1] .. rid, 'e', 'u', 'm')
+  if fields[1] and fields[2] == ARGV[3] then
+    found[#found + 1] = rid
+    found[#found + 1] = fields[1]
+    found[#found + 1] = fields[3] or ''
+  end
+end
+return found
+"""
+
 # Cluster only, before a signed-in session's write. KEYS: the user's index.
 # ARGV: rid, expires_s, expires_ms, now_s.
 INDEX_PUT = (
@@ -197,10 +232,17 @@ SOURCES: dict[str, str] = {
     "delete": DELETE,
     "delete_for_user": DELETE_FOR_USER,
     "index_put": INDEX_PUT,
+    "revoke": REVOKE,
+    "sessions_of": SESSIONS_OF,
 }
 
+_READ_ONLY = {"sessions_of"}
+
 SCRIPTS: dict[str, tuple[str, Kind]] = {
-    hashlib.sha1(source.encode()).hexdigest(): (name, "write")  # noqa: S324 - Redis's script id
+    hashlib.sha1(source.encode()).hexdigest(): (  # noqa: S324 - Redis's script id
+        name,
+        "read" if name in _READ_ONLY else "write",
+    )
     for name, source in SOURCES.items()
 }
 """SHA1 (the id EVALSHA names a script by) -> (name, kind), for instrumentation."""

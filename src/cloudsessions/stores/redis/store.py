@@ -10,6 +10,7 @@ that carries a user id first records it in the index (a second command, only for
 sessions), so a live session is never missing from it. A delete or a change of user leaves
 the old entry behind: for_user() reads each session the index names and drops (and
 removes) what is deleted, expired or another user's, so none of those ever shows up.
+Revoking one session there is its script on the session's slot, then a ZREM of its entry.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def _refused(exc: BaseException) -> bool:
 # Every command the store sends (the scripts' too): what the user's ACL must allow.
 ACL_COMMANDS = (
     "EVALSHA SCRIPT|LOAD SCRIPT|EXISTS HGETALL HMGET ZRANGE ZREM UNLINK SCAN INFO CONFIG|GET"
-    " CLIENT|SETNAME, and inside the scripts EXISTS HGET HSET HDEL HEXISTS HINCRBY"
+    " CLIENT|SETNAME, and inside the scripts EXISTS HGET HMGET HSET HDEL HEXISTS HINCRBY"
     " PEXPIREAT ZADD ZREMRANGEBYSCORE; SELECT for a database other than 0; on a cluster"
     " CLUSTER|SLOTS CLUSTER|INFO COMMAND"
 )
@@ -179,7 +180,7 @@ class RedisStore(Store):
 
     def _create_args(self, rid: str, record: EncodedRecord, now: float) -> list[Any]:
         args: list[Any] = [now, *_expiry(record.expires_at), record.user_id or ""]
-        args += [self._inline_index, rid]
+        args += [self._inline_index, rid, record.meta or ""]
         for field, value in record.fields.items():
             args += [f"d:{field}", value]
         return args
@@ -188,7 +189,7 @@ class RedisStore(Store):
         self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
     ) -> list[Any]:
         args: list[Any] = [now, *_expiry(expires_at), user_id or "", self._inline_index, rid]
-        args.append(len(changes.set_fields))
+        args += [changes.meta or "", len(changes.set_fields)]
         for field, value in changes.set_fields.items():
             args += [f"d:{field}", value]
         return args + changes.removed_fields
@@ -317,9 +318,15 @@ class RedisStore(Store):
 
     @_outlasting_failover
     def _for_user(self, user_id: str) -> list[SessionInfo]:
-        client, _ = self._sync.get()
+        client, scripts = self._sync.get()
         with self._errors("list the sessions of a user"):
-            return admin.sessions_of(self, client, user_id)
+            return admin.sessions_of(self, client, scripts, user_id)
+
+    @_outlasting_failover
+    def _revoke(self, user_id: str, rid: str) -> bool:
+        client, scripts = self._sync.get()
+        with self._errors("revoke a session"):
+            return admin.revoke(self, client, scripts, user_id, rid)
 
     @_outlasting_failover
     def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
@@ -360,7 +367,7 @@ def _expiry(expires_at: float) -> tuple[float, int]:
 def _decoded(fields: Mapping[str, str]) -> EncodedRecord | None:
     if "e" not in fields:
         return None  # absent (or not a session of ours)
-    record = EncodedRecord({}, float(fields["e"]), fields.get("u"))
+    record = EncodedRecord({}, float(fields["e"]), fields.get("u"), meta=fields.get("m"))
     for name in fields.get("o", "").split(","):
         if (text := fields.get(f"d:{name}")) is not None:
             record.fields[name] = text
