@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudsessions.demo.page import FRAMEWORK_NAMES, GREETINGS
+from cloudsessions.demo.page import FRAMEWORK_NAMES, GREETINGS, SIGNED_IN_PAGE
 from cloudsessions.testing import at_once
 from tests import stores
 from tests.real_servers import (
@@ -144,3 +144,33 @@ def test_concurrent_page_views_lose_no_count(
         seen = at_once(requests, lambda _: views_and_greeting(browser.get()))
         assert sorted(seen) == [(n, greeting) for n in range(2, requests + 2)]
         assert views_and_greeting(browser.get()) == (requests + 2, greeting)
+
+
+def test_the_signed_in_page_is_the_same_on_every_framework(tmp_path: Path) -> None:
+    # One template under Django's engine and Jinja2 alike: the same page but for the name
+    # of the form's token (Django's own CSRF field) and what differs between runs.
+    shapes = {}
+    for framework in DEMO_FRAMEWORKS:
+        with demo_server(framework, f"sqlite:///{tmp_path / framework}.db", tmp_path) as base:
+            first, second = Browser(base), Browser(base)
+            for browser in (first, second):
+                browser.post("/login", browser.get(), name="Ada")
+            signed_in = first.get()
+            assert f'<a id="signed-in" href="{SIGNED_IN_PAGE.lstrip("/")}">' in signed_in
+            page = first.get(SIGNED_IN_PAGE)
+            assert page.count('<li class="session') == 2
+            assert page.count('<li class="session current" aria-current="true">') == 1
+            shapes[framework] = _signed_in_shape(page)
+            # An anonymous visitor is sent to the demo's sign-in form.
+            assert "Sign in</button>" in Browser(base).get(SIGNED_IN_PAGE)
+    assert len(set(shapes.values())) == 1, "the frameworks' signed-in pages differ"
+
+
+def _signed_in_shape(page: str) -> str:
+    for pattern, replacement in (
+        (r'name="(csrfmiddlewaretoken|csrf_token)" value="[^"]+"', 'name="TOKEN"'),
+        (r'(name="handle" value=")[0-9a-f]{64}', r"\1..."),
+        (r"<time [^>]*>[^<]*</time>", "<time>...</time>"),
+    ):
+        page = re.sub(pattern, replacement, page)
+    return page.rstrip("\n")  # Jinja2 drops the template's last newline, Django keeps it

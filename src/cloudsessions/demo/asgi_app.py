@@ -10,9 +10,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..asgi import SessionMiddleware
+from ..pages.asgi import signed_in_app
 from . import page
 
 CSRF_KEY = "csrf"
@@ -68,6 +69,11 @@ def create_app(store_url: str, described: str) -> Starlette:
             Route("/", home, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
+            # "Where you're signed in": the router cloudsessions ships, with a link back here.
+            Mount(
+                page.SIGNED_IN_PAGE.rstrip("/"),
+                app=signed_in_app(login_url=page.LOGIN_URL, back_url="/"),
+            ),
         ],
         middleware=[Middleware(SessionMiddleware, store=store_url, user_id_key=page.USER_KEY)],
     )

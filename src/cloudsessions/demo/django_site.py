@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import get_token
-from django.urls import path
+from django.urls import include, path
 from django.views.decorators.http import require_GET, require_POST
 
 from ..django.engine import SessionStore
@@ -48,7 +48,13 @@ def _fingerprint(key: str | None) -> str:
     return record_id(key)[:12] if key and is_valid_session_id(key) else "-"
 
 
-urlpatterns = [path("", home), path("login", login), path("logout", logout)]
+urlpatterns = [
+    path("", home),
+    path("login", login),
+    path("logout", logout),
+    # "Where you're signed in": the page cloudsessions ships, with a link back here.
+    path(page.SIGNED_IN_PAGE.lstrip("/"), include("cloudsessions.django.urls"), {"back_url": "/"}),
+]
 
 
 def configure(store_url: str, described: str, host: str) -> None:
@@ -66,6 +72,7 @@ def configure(store_url: str, described: str, host: str) -> None:
         CLOUDSESSIONS={"STORE": store_url, "USER_ID_KEY": page.USER_KEY},
         DATABASES={},
         USE_TZ=True,
+        LOGIN_URL=page.LOGIN_URL,  # where the signed-in page sends an anonymous visitor
         DEMO_STORE_DESCRIPTION=described,  # the page shows it: Store.describe(), no secret
     )
 

@@ -10,6 +10,7 @@ from flask import Flask, abort, redirect, request, session
 from werkzeug.wrappers import Response
 
 from ..flask import CloudSessions, FlaskSession
+from ..pages.flask import signed_in_blueprint
 from . import page
 
 CSRF_KEY = "csrf"
@@ -20,6 +21,9 @@ def create_app(store_url: str, described: str) -> Flask:
     app = Flask("cloudsessions.demo")
     app.config.update(CLOUDSESSIONS_STORE=store_url, CLOUDSESSIONS_USER_ID_KEY=page.USER_KEY)
     CloudSessions(app)
+    # "Where you're signed in": the blueprint cloudsessions ships, with a link back here.
+    pages = signed_in_blueprint(login_url=page.LOGIN_URL, back_url="/")
+    app.register_blueprint(pages, url_prefix=page.SIGNED_IN_PAGE.rstrip("/"))
 
     @app.get("/")
     def home() -> str:

@@ -13,6 +13,10 @@ from string import Template
 
 GREETINGS = ["Hello World", "Hallo Welt", "Ciao Mondo", "Salut le Monde", "Hola Mundo"]
 USER_KEY = "demo_user"
+# "Where you're signed in" (cloudsessions.pages) on every framework; signing in is the form
+# on the home page, so that is where an anonymous visitor of it is sent.
+SIGNED_IN_PAGE = "/account/sessions/"
+LOGIN_URL = "/"
 FRAMEWORK_NAMES = {"django": "Django", "flask": "Flask", "asgi": "Starlette (ASGI)"}
 
 
@@ -48,7 +52,9 @@ def render(framework: str, store: str, visit: Visit) -> str:
         account = (
             f'<form method="post" action="logout">{csrf_field}'
             f'<span class="who">Signed in as <b id="user">{html.escape(visit.user)}</b></span>'
-            " <button>Sign out</button></form>"
+            " <button>Sign out</button>"
+            f' <a id="signed-in" href="{SIGNED_IN_PAGE.lstrip("/")}">Where you\'re signed in</a>'
+            "</form>"
         )
     else:
         account = (
@@ -100,6 +106,8 @@ both kept in the session on the server.</li>
 <li><b>Open a private window</b>: a new visitor, with a session and a count of its own.</li>
 <li><b>Sign in</b> and watch the session record change while the count carries on:
 a new id at sign-in defeats session fixation. Signing out deletes the record.</li>
+<li><b>Sign in from two browsers</b> under one name, then open <b>Where you're signed in</b>:
+both are listed with their device, and signing the other one out ends it at once.</li>
 <li><b>Look at the store</b>: <code>cloudsessions check --store URL</code> (the URL you
 started the demo with) counts the sessions, and in the store's own console your record is
 the one whose id starts with the session record above.</li>
@@ -140,6 +148,7 @@ code { font: 13px/1.3 ui-monospace, "DejaVu Sans Mono", monospace; padding: 1px 
 form { display: flex; gap: 8px; align-items: center; margin: 0; }
 input[name=name] { font: inherit; padding: 5px 9px; width: 180px; color: inherit;
   background: var(--card); border: 1px solid var(--line); border-radius: 7px; }
+form a { margin-left: 4px; color: var(--accent); font-size: 14px; }
 button { font: inherit; font-weight: 600; padding: 5px 14px; border: 0; border-radius: 7px;
   background: var(--accent); color: var(--accent-ink); cursor: pointer; }
 h2 { margin: 14px 0 4px; font-size: 15px; }
