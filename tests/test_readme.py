@@ -181,21 +181,133 @@ def test_the_django_quick_start_settings_commands_and_snippet(
         run([python(venv), *shlex.split(command)[1:]], tmp_path, venv[1])
     assert (tmp_path / "sessions.sqlite3").is_file()
 
-    # The printed for_user snippet, with a user who has two sessions, one of them current.
+
+SIGNED_IN = "Where you're signed in"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+def test_the_django_sessions_page_and_admin_as_printed(
+    venv: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The printed urls.py and admin.py in a project with Django's auth and admin."""
+    (tmp_path / "settings.py").write_text(
+        textwrap.dedent(
+            """
+            SECRET_KEY = "readme-test-not-secret"
+            ROOT_URLCONF = "urls"
+            USE_TZ = True
+            ALLOWED_HOSTS = ["testserver"]
+            DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
+            INSTALLED_APPS = [
+                "django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
+                "django.contrib.messages", "cloudsessions.django", "site_admin",
+            ]
+            SESSION_ENGINE = "cloudsessions.django"
+            CLOUDSESSIONS = {"STORE": "sqlite:///sessions.sqlite3"}
+            MIDDLEWARE = [
+                "cloudsessions.django.middleware.SessionMiddleware",
+                "django.middleware.csrf.CsrfViewMiddleware",
+                "django.contrib.auth.middleware.AuthenticationMiddleware",
+                "django.contrib.messages.middleware.MessageMiddleware",
+            ]
+            TEMPLATES = [{
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {"context_processors": [
+                    "django.template.context_processors.request",
+                    "django.contrib.auth.context_processors.auth",
+                    "django.contrib.messages.context_processors.messages",
+                ]},
+            }]
+            """
+        )
+    )
+    urls = code(SIGNED_IN, "python", 0)
+    (tmp_path / "urls.py").write_text(
+        urls + "\nfrom django.contrib import admin\n"
+        "urlpatterns.append(path('admin/', admin.site.urls))\n"
+    )
+    (tmp_path / "site_admin").mkdir()
+    (tmp_path / "site_admin" / "__init__.py").write_text("")
+    (tmp_path / "site_admin" / "admin.py").write_text(code(SIGNED_IN, "python", 1))
     driver = textwrap.dedent(
         """
-        import os, types, django
+        import os, django
         os.environ["DJANGO_SETTINGS_MODULE"] = "settings"
         django.setup()
-        from cloudsessions.django.engine import SessionStore as Engine
-        sessions = []
-        for _ in range(2):
-            s = Engine(); s["_auth_user_id"] = "7"; s.save(); sessions.append(s)
-        user = types.SimpleNamespace(pk=7)
-        request = types.SimpleNamespace(session=sessions[0])
-        exec(SNIPPET)
-        left = Engine.get_store().for_user(7)
-        print(len(left), Engine().exists(sessions[0].session_key))
+        from django.core.management import call_command
+        call_command("migrate", verbosity=0)
+        call_command("cloudsessions", "init", verbosity=0, stdout=open(os.devnull, "w"))
+        from django.contrib.auth.models import User
+        from django.test import Client
+        ada = User.objects.create_superuser("ada", "ada@example.com", "pw")
+        phone, laptop = Client(HTTP_USER_AGENT="curl/8.5.0"), Client(HTTP_USER_AGENT=FIREFOX_UA)
+        for browser in (phone, laptop):  # signed in through the middleware, as people are
+            form = {"username": "ada", "password": "pw", "next": "/admin/"}
+            assert browser.post("/admin/login/", form).status_code == 302
+        page = laptop.get("/account/sessions/").content.decode()
+        admin = laptop.get(f"/admin/auth/user/{ada.pk}/sessions/")
+        print("Firefox 133" in page, "curl 8" in page, admin.status_code)
         """
-    ).replace("SNIPPET", repr(code("Django quick start", "python", 1)))
-    assert run([python(venv), "-c", driver], tmp_path, venv[1]).strip() == "1 True"
+    ).replace("FIREFOX_UA", repr(FIREFOX))
+    out = run([python(venv), "-c", driver], tmp_path, venv[1]).split()
+    assert out == ["True", "True", "200"]
+
+
+def test_the_flask_sessions_page_as_printed(
+    venv: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    (tmp_path / "flask_site.py").write_text(code(SIGNED_IN, "python", 2))
+    driver = textwrap.dedent(
+        """
+        import flask
+        from flask_site import app
+
+        @app.get("/login")
+        def login():
+            flask.session["_user_id"] = "ada"
+            return "ok"
+
+        browser = app.test_client()
+        browser.get("/login", headers={"User-Agent": FIREFOX_UA})
+        page = browser.get("/account/sessions/", headers={"User-Agent": FIREFOX_UA}).text
+        anonymous = app.test_client().get("/account/sessions/")
+        print("Firefox 133" in page, anonymous.status_code, anonymous.location)
+        """
+    ).replace("FIREFOX_UA", repr(FIREFOX))
+    out = run([python(venv), "-c", driver], tmp_path, venv[1]).split()
+    assert out[:2] == ["True", "302"] and out[2].startswith("/login")
+
+
+def test_the_starlette_sessions_page_as_printed_behind_uvicorn(
+    venv: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    (tmp_path / "starlette_site.py").write_text(code(SIGNED_IN, "python", 3))
+    (tmp_path / "served.py").write_text(
+        textwrap.dedent(
+            """
+            from starlette.responses import PlainTextResponse
+            from starlette.routing import Route
+            from starlette_site import app
+
+            async def sign_in(request):
+                request.session["_user_id"] = "ada"
+                return PlainTextResponse("signed in")
+
+            app.router.routes.append(Route("/login", sign_in))
+            """
+        )
+    )
+    port = free_port()
+    argv = [python(venv), "-m", "uvicorn", "served:app", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with run_server("readme-starlette-page", argv, port, cwd=tmp_path, env=venv[1], timeout=60):
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        browser.addheaders = [("User-Agent", FIREFOX)]
+        browser.open(f"{base}/login", timeout=10).read()
+        page = browser.open(f"{base}/account/sessions/", timeout=10).read().decode()
+        anonymous = urllib.request.urlopen(f"{base}/account/sessions/", timeout=10)
+        landed = (anonymous.geturl(), anonymous.read().decode())
+    assert "Where you" in page and "Firefox 133 on Linux" in page
+    assert landed[0].startswith(f"{base}/login") and landed[1] == "signed in"
