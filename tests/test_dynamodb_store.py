@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from cloudsessions import (
     ConfigurationError,
+    Metadata,
     SessionGone,
     SessionRecord,
     SessionTooLarge,
@@ -29,7 +31,10 @@ from cloudsessions import (
     open_store,
     record_id,
 )
+from cloudsessions.cli import main as cli_main
+from cloudsessions.metadata import encode as encode_meta
 from cloudsessions.stores.dynamodb import ADMIN_ACTIONS, SESSION_ACTIONS, DynamoDBStore
+from cloudsessions.testing.signed_in import LAPTOP, PHONE, signed_in
 from tests import stores
 from tests.backends import dynamodb as backend
 from tests.services import dynamodb_local
@@ -197,6 +202,7 @@ def test_provision_creates_table_index_and_ttl_then_changes_nothing(new_url: str
     (index,) = table["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "user_id-index"
     assert index["KeySchema"] == [{"AttributeName": "user_id", "KeyType": "HASH"}]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert raw.describe_time_to_live(TableName=store.table)["TimeToLiveDescription"] == {
         "TimeToLiveStatus": "ENABLED",
         "AttributeName": "ttl",
@@ -207,6 +213,7 @@ def test_provision_creates_table_index_and_ttl_then_changes_nothing(new_url: str
     results = {r.name: r for r in store.check()}
     assert all(r.ok for r in results.values()), results
     assert set(results) == {"table", "key schema", "user index", "time to live", "IAM actions"}
+    assert results["user index"].detail == "user_id-index on user_id: ACTIVE, keys only"
     for action in SESSION_ACTIONS + ADMIN_ACTIONS:
         assert action in results["IAM actions"].detail
 
@@ -268,7 +275,7 @@ def test_a_seed_engine_table_is_adopted_and_completed(own_new_url: str, own_raw:
     assert record is not None and record.data == {"a": 1}
     trips.reset()
     assert [s.record_id for s in store.for_user("9")] == [record_id(key)]
-    assert trips.counts == (1, 0)
+    assert trips.reads == ["Query", "BatchGetItem"] and trips.writes == []
     # The old engine's item is not a cloudsessions record: untouched, and never a session.
     assert raw.get_item(TableName=table, Key={"id": {"S": "oldsessionkey"}})["Item"] == old
     assert store._requests.record(old) is None
@@ -301,6 +308,12 @@ def test_a_dysession_table_with_a_sort_key(own_new_url: str, own_raw: Any) -> No
     assert [s.record_id for s in store.for_user("5")] == [rid]
     assert store.delete_for_user("5") == 1
     assert store.load(key) is None
+    stored = raw.get_item(TableName=table, Key={"PK": {"S": rid}, "SK": {"S": "profile"}})
+    assert stored["Item"] == neighbour
+    # A revoke names the full key too: the session item goes, its neighbour stays.
+    store.create(key, live({"a": 1}, user_id="5"))
+    assert store.revoke("5", rid) is True
+    assert store.load(key) is None and store.revoke("5", rid) is False
     stored = raw.get_item(TableName=table, Key={"PK": {"S": rid}, "SK": {"S": "profile"}})
     assert stored["Item"] == neighbour
     store.close()
@@ -343,6 +356,276 @@ def test_delete_for_user_batches_deletes_by_25(dyn: stores.Instrumented) -> None
     assert [s.record_id for s in store.for_user("many")] == [record_id(kept)]
 
 
+# ------------------------------------------------------ signed-in sessions, user index
+
+
+class IndexUnits:
+    """The write units DynamoDB Local reports each call spent on secondary indexes
+    (ReturnConsumedCapacity=INDEXES on every request that takes it), as event hooks."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float]] = []
+
+    @property
+    def hooks(self) -> dict[str, Any]:
+        return {
+            "before-parameter-build.dynamodb": self._ask,
+            "after-call.dynamodb": self._read,
+        }
+
+    def _ask(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        if "ReturnConsumedCapacity" in model.input_shape.members:
+            params["ReturnConsumedCapacity"] = "INDEXES"
+
+    def _read(self, event_name: str, parsed: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        if "ReturnConsumedCapacity" not in model.input_shape.members:
+            return  # DescribeTable and the like: no capacity
+        operation = event_name.rsplit(".", 1)[-1]
+        if "Error" in parsed:  # a failed condition (check's probes): no capacity reported
+            self.calls.append((f"{operation} failed", 0.0))
+            return
+        consumed = parsed.get("ConsumedCapacity")
+        assert consumed is not None, f"{operation}: no ConsumedCapacity"
+        entries = consumed if isinstance(consumed, list) else [consumed]
+        units = sum(
+            float(index.get("CapacityUnits", 0.0))
+            for entry in entries
+            for index in (entry.get("GlobalSecondaryIndexes") or {}).values()
+        )
+        self.calls.append((operation, units))
+
+    def take(self) -> list[tuple[str, float]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def signed_in_save(user: str, meta: Metadata, n: int) -> SessionRecord:
+    """A save of a signed-in session: a changed key, a later expiry, new metadata."""
+    return SessionRecord({"_user": user, "n": n}, time.time() + HOUR + n, user, meta=meta)
+
+
+def old_table(raw: Any, url: str) -> str:
+    """The table as `cloudsessions init` made it before: its user index projects `ttl`."""
+    table = table_of(url)
+    raw.create_table(
+        TableName=table,
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "user_id", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "user_id-index",
+                "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["ttl"]},
+            }
+        ],
+    )
+    raw.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
+    )
+    return table
+
+
+def test_a_signed_in_save_writes_no_index_a_login_or_logout_does(url: str) -> None:
+    units = IndexUnits()
+    store = open_store(url, event_hooks=units.hooks)
+    signed, anonymous = new_session_id(), new_session_id()
+    store.create(signed, signed_in("7", PHONE))
+    assert units.take() == [("PutItem", 1.0)]
+
+    # The keys-only index holds nothing a save of a signed-in session changes.
+    store.save(signed, signed_in_save("7", LAPTOP, 1), ["n"])
+    assert units.take() == [("UpdateItem", 0.0)]
+
+    async def asave() -> None:
+        await store.asave(signed, signed_in_save("7", PHONE, 2), ["n"])
+
+    asyncio.run(asave())  # aiobotocore's client: the same request
+    assert units.take() == [("UpdateItem", 0.0)]
+    record = store.load(signed)
+    assert record is not None and record.meta == PHONE and record.data["n"] == 2
+    units.take()
+
+    store.create(anonymous, live({}))
+    store.save(anonymous, live({"n": 1}), ["n"])
+    assert units.take() == [("PutItem", 0.0), ("UpdateItem", 0.0)]
+    # A login (the user id set), a logout by save (removed) or by delete: the index changes.
+    store.save(anonymous, signed_in_save("8", PHONE, 1), ["_user"])
+    assert units.take() == [("UpdateItem", 1.0)]
+    store.save(anonymous, live({}), ["_user", "n"])
+    assert units.take() == [("UpdateItem", 1.0)]
+    store.delete(signed)
+    assert units.take() == [("DeleteItem", 1.0)]
+    store.close()
+
+
+def test_an_index_projecting_the_expiry_works_is_reported_and_init_fix_replaces_it(
+    own_new_url: str, own_raw: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, raw = own_new_url, own_raw
+    table = old_table(raw, url)
+    units, trips = IndexUnits(), RoundTrips()
+    store = open_store(
+        url, event_hooks={**units.hooks, "before-call.dynamodb": backend.counter(trips)}
+    )
+    assert store.provision() == []  # it works: left as it is without --fix
+    index = {r.name: r for r in store.check()}["user index"]
+    assert (index.ok, index.warning) == (False, True)
+    assert index.detail == (
+        "user_id-index on user_id: ACTIVE, projecting ttl: every signed-in save also writes"
+        " the index; run `cloudsessions init --fix` (keys only)"
+    )
+
+    phone, laptop = new_session_id(), new_session_id()
+    store.create(phone, signed_in("7", PHONE))
+    store.create(laptop, signed_in("7", LAPTOP))
+    units.take()
+    store.save(phone, signed_in_save("7", PHONE, 1), ["n"])
+    assert units.take() == [("UpdateItem", 1.0)]  # the cost: the expiry is in the index
+    trips.reset()
+    listed = store.for_user("7", current=phone)
+    assert [(s.record_id, s.meta) for s in listed] == [
+        (record_id(phone), PHONE),
+        (record_id(laptop), LAPTOP),
+    ]
+    assert trips.reads == ["Query", "BatchGetItem"]
+    assert store.revoke("7", record_id(laptop)) is True
+
+    assert cli_main(["init", "--fix", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "replaced index user_id-index (on user_id, projecting ttl) by one on user_id of keys"
+        " only: a save of a signed-in session no longer writes it"
+    ) in out
+    assert re.search(r"ok +user index +user_id-index on user_id: ACTIVE, keys only", out), out
+    (rebuilt,) = raw.describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]
+    assert rebuilt["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert rebuilt["IndexStatus"] == "ACTIVE"
+    assert all(r.ok for r in store.check())
+    assert store.provision(fix=True) == []
+
+    # The sessions written before are in the new index; a save no longer writes it.
+    assert [(s.record_id, s.meta) for s in store.for_user("7")] == [(record_id(phone), PHONE)]
+    units.take()
+    store.save(phone, signed_in_save("7", LAPTOP, 2), ["n"])
+    assert units.take() == [("UpdateItem", 0.0)]
+    store.close()
+
+
+def test_an_index_on_another_attribute_is_an_error_until_init_fix(
+    own_new_url: str, own_raw: Any
+) -> None:
+    url, raw = own_new_url, own_raw
+    raw.create_table(
+        TableName=table_of(url),
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "owner", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "user_id-index",
+                "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    store = open_store(url)
+    with pytest.raises(ConfigurationError, match=r"is on \['owner'\].*init --fix"):
+        store.provision()
+    index = {r.name: r for r in store.check()}["user index"]
+    assert (index.ok, index.warning) == (False, False) and "init --fix" in index.detail
+    assert store.provision(fix=True)[0].startswith("replaced index user_id-index (on owner,")
+    assert all(r.ok for r in store.check())
+    store.close()
+
+
+def test_metadata_is_one_attribute_and_items_without_it_have_none(url: str, raw: Any) -> None:
+    store = open_store(url, meta_attribute="where")
+    signed, anonymous = new_session_id(), new_session_id()
+    store.create(signed, signed_in("7", PHONE))
+    store.create(anonymous, live({}))
+
+    def item(session_id: str) -> dict[str, Any]:
+        key = {"id": {"S": record_id(session_id)}}
+        found: dict[str, Any] = raw.get_item(TableName=table_of(url), Key=key)["Item"]
+        return found
+
+    assert item(signed)["where"] == {"S": encode_meta(PHONE)}
+    assert "where" not in item(anonymous) and "meta" not in item(signed)
+    # What a listing reads of an item: never another user's (the index may lag).
+    assert store._requests.session_info(item(signed), "8") is None
+    info = store._requests.session_info(item(signed), "7")
+    assert info is not None and info.meta == PHONE
+
+    # An item written before metadata existed: none, on a load and in a listing.
+    raw.update_item(
+        TableName=table_of(url),
+        Key={"id": {"S": record_id(signed)}},
+        UpdateExpression="REMOVE #m",
+        ExpressionAttributeNames={"#m": "where"},
+    )
+    record = store.load(signed)
+    assert record is not None and record.meta is None and record.user_id == "7"
+    assert [s.meta for s in store.for_user("7")] == [Metadata()]
+    store.close()
+
+
+def test_for_user_reads_by_100_and_resends_the_keys_dynamodb_left(url: str) -> None:
+    trips = RoundTrips()
+    sent: dict[str, Any] = {}
+    left: list[int] = []
+
+    def remember(params: dict[str, Any], **kwargs: Any) -> None:
+        sent.update(params["RequestItems"])
+
+    def leave_ten_the_first_time(parsed: dict[str, Any], **kwargs: Any) -> None:
+        # As DynamoDB does past 16 MB or when throttled: part of the keys come back unread.
+        if left:
+            return
+        items = parsed["Responses"][table_of(url)]
+        held, items[:] = items[-10:], items[:-10]
+        keys = [{"id": item["id"]} for item in held]
+        parsed["UnprocessedKeys"] = {table_of(url): {**sent[table_of(url)], "Keys": keys}}
+        left.append(len(keys))
+
+    store = open_store(
+        url,
+        event_hooks={
+            "before-call.dynamodb": backend.counter(trips),
+            "provide-client-params.dynamodb.BatchGetItem": remember,
+            "after-call.dynamodb.BatchGetItem": leave_ten_the_first_time,
+        },
+    )
+    sessions = [new_session_id() for _ in range(130)]
+    for session_id in sessions:
+        store.create(session_id, signed_in("many", PHONE))
+    trips.reset()
+    listed = store.for_user("many")
+    assert left == [10]
+    assert sorted(s.record_id for s in listed) == sorted(map(record_id, sessions))
+    assert all(s.meta == PHONE for s in listed)
+    assert trips.reads == ["Query", "BatchGetItem", "BatchGetItem", "BatchGetItem"]
+    store.close()
+
+
+def test_revoke_is_one_delete_conditional_on_the_owner(dyn: stores.Instrumented) -> None:
+    store, trips = dyn.store, dyn.trips
+    theirs, anonymous = new_session_id(), new_session_id()
+    store.create(theirs, signed_in("8", PHONE))
+    store.create(anonymous, live({}))
+    trips.reset()
+    assert store.revoke("7", record_id(theirs)) is False
+    assert store.revoke("7", record_id(anonymous)) is False
+    assert trips.reads == [] and trips.writes == ["DeleteItem"] * 2
+    assert store.load(theirs) is not None and store.load(anonymous) is not None
+
+
 # ---------------------------------------------------------------------- values
 
 
@@ -354,7 +637,7 @@ def test_item_size_rule_is_dynamodbs_own(url: str, raw: Any) -> None:
     expires_at = time.time() + HOUR  # one expiry: its Number's size varies with its digits
 
     def at(size: int, store: Any = store) -> SessionRecord:
-        record = SessionRecord({"blob": ""}, expires_at, "7")
+        record = SessionRecord({"blob": ""}, expires_at, "7", meta=PHONE)  # meta counts
         record.data["blob"] = "z" * (size - store.record_size(store._encode(record)))
         return record
 

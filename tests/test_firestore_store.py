@@ -21,7 +21,14 @@ import grpc
 import pytest
 from google.cloud import firestore
 
-from cloudsessions import SessionRecord, StoreURL, new_session_id, open_store, record_id
+from cloudsessions import (
+    Metadata,
+    SessionRecord,
+    StoreURL,
+    new_session_id,
+    open_store,
+    record_id,
+)
 from cloudsessions.errors import (
     ConfigurationError,
     SessionExists,
@@ -29,8 +36,10 @@ from cloudsessions.errors import (
     SessionTooLarge,
     StoreUnavailable,
 )
+from cloudsessions.metadata import encode as encode_meta
 from cloudsessions.store import EncodedRecord
 from cloudsessions.stores.firestore import MAX_DOCUMENT_BYTES, FirestoreStore, documents
+from cloudsessions.testing.signed_in import PHONE, signed_in
 from tests import stores
 from tests.backends import firestore as backend
 from tests.services._process import HOST, cache_dir, free_port, run_server
@@ -133,7 +142,81 @@ def test_emulator_host_comes_from_the_environment_too(
     store.close()
 
 
-# ------------------------------------------------------------------------- layout
+# ----------------------------------------------------------------- signed-in sessions
+
+
+def test_metadata_is_one_field_and_documents_without_it_have_none(
+    fs: stores.Instrumented, raw: firestore.Client
+) -> None:
+    store, trips = fs.store, fs.trips
+    signed, anonymous = new_session_id(), new_session_id()
+    store.create(signed, signed_in("7", PHONE))
+    store.create(anonymous, live({}))
+    ref = collection_of(store, raw).document(record_id(signed))
+    doc = ref.get().to_dict()
+    assert doc is not None and doc["meta"] == encode_meta(PHONE)
+    anonymous_doc = collection_of(store, raw).document(record_id(anonymous)).get().to_dict()
+    assert anonymous_doc is not None and "meta" not in anonymous_doc
+    # The listing is still one query: it selects the metadata with the expiry.
+    trips.reset()
+    assert [s.meta for s in store.for_user("7")] == [PHONE]
+    assert trips.reads == ["RunQuery"] and trips.writes == []
+
+    # A document written before metadata existed: none, on a load and in a listing.
+    ref.update({"meta": firestore.DELETE_FIELD})
+    record = store.load(signed)
+    assert record is not None and record.meta is None and record.user_id == "7"
+    assert [s.meta for s in store.for_user("7")] == [Metadata()]
+
+
+class _BeforeFirstCommit(list[str]):
+    """RoundTrips.writes that runs `action` just before the first Commit is sent (the
+    interceptor records a call before making it)."""
+
+    def __init__(self, action: Any) -> None:
+        super().__init__()
+        self.action = action
+
+    def append(self, name: str) -> None:
+        if name == "Commit" and self.action is not None:
+            action, self.action = self.action, None
+            action()
+        super().append(name)
+
+
+def test_revoke_reads_the_owner_then_deletes_if_unchanged(
+    fs: stores.Instrumented, raw: firestore.Client
+) -> None:
+    store, trips = fs.store, fs.trips
+    mine, theirs = new_session_id(), new_session_id()
+    store.create(mine, signed_in("7", PHONE))
+    store.create(theirs, signed_in("8", PHONE))
+    trips.reset()
+    assert store.revoke("7", record_id(theirs)) is False
+    assert trips.reads == ["BatchGetDocuments"] and trips.writes == []
+    assert store.load(theirs) is not None
+
+    # Saved between the read and the delete: the delete's precondition fails, the owner is
+    # read again, and the delete goes through.
+    ref = collection_of(store, raw).document(record_id(mine))
+    trips.reset()
+    trips.writes = _BeforeFirstCommit(lambda: ref.update({"d.kn": "1"}))
+    assert store.revoke("7", record_id(mine)) is True
+    assert trips.counts == (2, 2) and not ref.get().exists
+
+    # Given to another user between the read and the delete: read again, not deleted.
+    store.create(mine, signed_in("7", PHONE))
+    trips.reset()
+    trips.writes = _BeforeFirstCommit(lambda: ref.update({"user_id": "8"}))
+    assert store.revoke("7", record_id(mine)) is False
+    assert trips.counts == (2, 1) and ref.get().exists
+
+    # Deleted between the read and the delete (a logout): read again, gone.
+    ref.update({"user_id": "7"})
+    trips.reset()
+    trips.writes = _BeforeFirstCommit(ref.delete)
+    assert store.revoke("7", record_id(mine)) is False
+    assert trips.counts == (2, 1)
 
 
 def test_document_layout(fs: stores.Instrumented, raw: firestore.Client) -> None:
@@ -234,9 +317,10 @@ def test_a_live_save_keeps_the_guard_equal_to_the_expiry(
 
 
 def _record_of_size(store: FirestoreStore, size: int) -> EncodedRecord:
-    record = EncodedRecord({"kblob": '""'}, time.time() + HOUR, "7")
+    meta = encode_meta(PHONE)  # the metadata counts too
+    record = EncodedRecord({"kblob": '""'}, time.time() + HOUR, "7", meta=meta)
     filler = size - store.record_size(record)
-    return EncodedRecord({"kblob": '"' + "x" * filler + '"'}, record.expires_at, "7")
+    return EncodedRecord({"kblob": '"' + "x" * filler + '"'}, record.expires_at, "7", meta=meta)
 
 
 def test_size_rule_is_firestores_own(fs: stores.Instrumented, raw: firestore.Client) -> None:
@@ -249,7 +333,7 @@ def test_size_rule_is_firestores_own(fs: stores.Instrumented, raw: firestore.Cli
     rid = record_id(new_session_id())
     store._create(rid, at_limit)
     loaded = store._load(rid)
-    assert loaded is not None and loaded.fields == at_limit.fields
+    assert loaded is not None and loaded.fields == at_limit.fields and loaded.meta == at_limit.meta
     # ...and refuses one byte more: the rule is exact, not just cautious.
     with pytest.raises(Exception, match="maximum entity size"):
         collection_of(store, raw).document(record_id(new_session_id())).create(

@@ -20,6 +20,11 @@ from tests.stores import RoundTrips, unique_name
 # is a no-op on the tables the suites use (tests/test_dynamodb_store.py covers the scan).
 PURGE_BY_TTL = True
 
+# for_user(): a Query of the keys-only user index, then one BatchGetItem of the records.
+LISTING_READS = 2
+# revoke(): one DeleteItem conditional on the user id.
+REVOKE_TRIPS = (0, 1)
+
 REGION = "us-east-1"
 READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
 WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})

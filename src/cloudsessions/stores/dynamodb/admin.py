@@ -4,6 +4,11 @@
 user index, TTL) after checking that its key matches the options; `check` reports the
 same without changing anything, and probes each IAM action sessions need with a request
 that cannot change anything (see _probes). None of this runs on a request.
+
+The user index projects keys only. Tables made by earlier versions have one that also
+projects the expiry: it works (a listing reads the records themselves), but every save of
+a signed-in session, which refreshes the expiry, then writes the index too. `check` warns
+of it and `init --fix` replaces it (see _replace_index).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ SESSION_ACTIONS = (
     "dynamodb:Query",
     "dynamodb:Scan",
     "dynamodb:BatchWriteItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:DescribeTable",
     "dynamodb:DescribeTimeToLive",
 )
@@ -54,7 +60,7 @@ INIT_HINT = "run `cloudsessions init --store '{store.url}'`"
 _WAIT = {"Delay": 2, "MaxAttempts": 150}  # boto3's table waiters: up to 5 minutes
 
 
-def provision(store: DynamoDBStore) -> list[str]:
+def provision(store: DynamoDBStore, *, fix: bool = False) -> list[str]:
     o, client = store.options, store.client
     done: list[str] = []
     table = _describe_table(store)
@@ -82,15 +88,21 @@ def provision(store: DynamoDBStore) -> list[str]:
     problem = _key_schema_problem(store, table)
     if problem:
         raise ConfigurationError(f"{store.describe()}: {problem}")
-    if _index(store, table) is None:
-        with store._errors("add the user index"):
-            client.update_table(
-                TableName=store.table,
-                AttributeDefinitions=[{"AttributeName": o.user_attribute, "AttributeType": "S"}],
-                GlobalSecondaryIndexUpdates=[{"Create": _index_spec(store)}],
-            )
-        _wait_for_index(store)
+    index = _index(store, table)
+    if index is None:
+        _create_index(store)
         done.append(f"created index {o.user_index} on {o.user_attribute}")
+    elif not _on_user(store, index):
+        if not fix:
+            raise ConfigurationError(
+                f"{store.describe()}: index {o.user_index} is on {_index_key(index)}, not on"
+                f" {o.user_attribute}. Nothing was changed; `cloudsessions init --fix`"
+                " (provision(fix=True)) rebuilds it"
+            )
+        done.append(_replace_index(store, index))
+    elif _projected(index) and fix:
+        # Without fix it is left: it works, and check() warns of what it costs.
+        done.append(_replace_index(store, index))
     status, attribute = _time_to_live(store)
     if status in ("ENABLED", "ENABLING") and attribute != o.ttl_attribute:
         raise ConfigurationError(
@@ -151,18 +163,7 @@ def check(store: DynamoDBStore) -> list[CheckResult]:
     if index is None:
         results.append(CheckResult("user index", False, f"{o.user_index} missing: {hint}"))
     else:
-        projection = index.get("Projection", {})
-        projected = projection.get("ProjectionType") == "ALL" or (
-            o.ttl_attribute in projection.get("NonKeyAttributes", [])
-        )
-        index_key = [k["AttributeName"] for k in index.get("KeySchema", [])][:1]
-        ok = index_key == [o.user_attribute] and projected
-        detail = f"{o.user_index} on {o.user_attribute}: {index.get('IndexStatus', '?')}" + (
-            "" if projected else f"; it must project {o.ttl_attribute}"
-        )
-        results.append(
-            CheckResult("user index", ok and index.get("IndexStatus") == "ACTIVE", detail)
-        )
+        results.append(_check_index(store, index))
     ttl_status, ttl_attribute = _time_to_live(store)
     ttl_ok = ttl_status in ("ENABLED", "ENABLING") and ttl_attribute == o.ttl_attribute
     results.append(
@@ -178,6 +179,30 @@ def check(store: DynamoDBStore) -> list[CheckResult]:
     )
     results.append(_check_actions(store, has_index=index is not None))
     return results
+
+
+def _check_index(store: DynamoDBStore, index: Mapping[str, Any]) -> CheckResult:
+    """Fails if the index cannot serve (another key, not ACTIVE); warns if it projects
+    more than keys."""
+    o = store.options
+    status = index.get("IndexStatus", "?")
+    key = _index_key(index)
+    detail = f"{o.user_index} on {', '.join(key)}: {status}"
+    if not _on_user(store, index):
+        fix = f"it must be on {o.user_attribute}: run `cloudsessions init --fix`"
+        return CheckResult("user index", False, f"{detail}; {fix}")
+    if status != "ACTIVE":
+        return CheckResult("user index", False, detail)
+    projected = _projected(index)
+    if projected:
+        return CheckResult(
+            "user index",
+            False,
+            f"{detail}, projecting {projected}: every signed-in save also writes the"
+            " index; run `cloudsessions init --fix` (keys only)",
+            warning=True,
+        )
+    return CheckResult("user index", True, f"{detail}, keys only")
 
 
 def _probes(store: DynamoDBStore) -> dict[str, tuple[str, Callable[[], object]]]:
@@ -239,6 +264,10 @@ def _probes(store: DynamoDBStore) -> dict[str, tuple[str, Callable[[], object]]]
             lambda: client.batch_write_item(
                 RequestItems={table: [{"DeleteRequest": {"Key": key}}]}
             ),
+        ),
+        "dynamodb:BatchGetItem": (
+            "a key that cannot exist",
+            lambda: client.batch_get_item(RequestItems={table: {"Keys": [key]}}),
         ),
     }
 
@@ -377,23 +406,66 @@ def _index_spec(store: DynamoDBStore) -> dict[str, Any]:
     return {
         "IndexName": o.user_index,
         "KeySchema": [{"AttributeName": o.user_attribute, "KeyType": "HASH"}],
-        # Keys are always projected; the expiry lets for_user skip expired sessions.
-        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": [o.ttl_attribute]},
+        # Keys only: DynamoDB writes an index entry only when what it holds changes, so a
+        # save that refreshes the expiry or the metadata of a signed-in session writes the
+        # table alone; a listing reads the records the index names (BatchGetItem).
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
         **_throughput(store),
     }
 
 
-def _wait_for_index(store: DynamoDBStore, timeout: float = 1800.0) -> None:
+def _create_index(store: DynamoDBStore) -> None:
+    o = store.options
+    with store._errors("add the user index"):
+        store.client.update_table(
+            TableName=store.table,
+            AttributeDefinitions=[{"AttributeName": o.user_attribute, "AttributeType": "S"}],
+            GlobalSecondaryIndexUpdates=[{"Create": _index_spec(store)}],
+        )
+    _wait_for_index(store)
+
+
+def _replace_index(store: DynamoDBStore, index: Mapping[str, Any]) -> str:
+    """Delete the index and create it again, keys only, under the same name.
+
+    DynamoDB cannot change an index's key or projection, only delete it and create
+    another. The name stays: running servers (and older versions) query the index by that
+    name, so another name would break every one of them until its restart. Until the new
+    index is ACTIVE, for_user and delete_for_user fail (ConfigurationError naming the
+    index); sessions themselves, and revoke, never use it.
+    """
+    o = store.options
+    was = f"{', '.join(_index_key(index))}, projecting {_projected(index) or 'keys only'}"
+    with store._errors("delete the old user index"):
+        store.client.update_table(
+            TableName=store.table,
+            GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": o.user_index}}],
+        )
+    _wait_for_index(store, gone=True)
+    _create_index(store)
+    return (
+        f"replaced index {o.user_index} (on {was}) by one on {o.user_attribute} of keys"
+        " only: a save of a signed-in session no longer writes it"
+    )
+
+
+def _wait_for_index(store: DynamoDBStore, *, gone: bool = False, timeout: float = 1800.0) -> None:
+    """Until the user index is ACTIVE (or, with `gone`, deleted and the table ACTIVE again)."""
     # Building an index on a full table takes minutes; botocore has no waiter for it.
     deadline = time.monotonic() + timeout
     pause = 0.25
     while True:
-        index = _index(store, _describe_table(store) or {})
-        if index is not None and index.get("IndexStatus", "ACTIVE") == "ACTIVE":
+        table = _describe_table(store) or {}
+        index = _index(store, table)
+        if gone:
+            if index is None and table.get("TableStatus", "ACTIVE") == "ACTIVE":
+                return
+        elif index is not None and index.get("IndexStatus", "ACTIVE") == "ACTIVE":
             return
         if time.monotonic() > deadline:
+            state = "still there" if gone else "not ACTIVE"
             raise StoreUnavailable(
-                f"{store.describe()}: index {store.options.user_index} not ACTIVE"
+                f"{store.describe()}: index {store.options.user_index} {state}"
                 f" after {timeout:.0f} s"
             )
         time.sleep(pause)
@@ -406,6 +478,27 @@ def _index(store: DynamoDBStore, table: Mapping[str, Any]) -> dict[str, Any] | N
             found: dict[str, Any] = index
             return found
     return None
+
+
+def _index_key(index: Mapping[str, Any]) -> list[str]:
+    """The attribute names of the index's key (a partition key, and any sort key)."""
+    return [k["AttributeName"] for k in index.get("KeySchema", [])]
+
+
+def _on_user(store: DynamoDBStore, index: Mapping[str, Any]) -> bool:
+    """Whether the index can serve a query by user id: its partition key is the user's."""
+    return _index_key(index)[:1] == [store.options.user_attribute]
+
+
+def _projected(index: Mapping[str, Any]) -> str:
+    """What the index projects besides keys ("" for keys only), as check shows it."""
+    projection = index.get("Projection", {})
+    kind = projection.get("ProjectionType", "KEYS_ONLY")
+    if kind == "KEYS_ONLY":
+        return ""
+    if kind == "ALL":
+        return "all attributes"
+    return ", ".join(projection.get("NonKeyAttributes", []))
 
 
 def _key_schema_problem(store: DynamoDBStore, table: Mapping[str, Any]) -> str:

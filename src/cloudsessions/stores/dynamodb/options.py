@@ -46,6 +46,7 @@ class DynamoDBOptions(StoreOptions):
     order_attribute: str | None = "key_order"  # empty: no map keeping the keys' order
     ttl_attribute: str = "ttl"
     user_attribute: str = "user_id"
+    meta_attribute: str = "meta"  # a signed-in session's metadata (cloudsessions.metadata)
     user_index: str | None = None  # None: "<user_attribute>-index"
     # What provision() creates.
     billing_mode: str = "PAY_PER_REQUEST"
@@ -73,13 +74,19 @@ class DynamoDBOptions(StoreOptions):
                 "dynamodb options sort_key and sort_key_value go together: a table with a"
                 " sort key needs the fixed value cloudsessions writes into it"
             )
-        names = [self.partition_key, self.data_attribute, self.ttl_attribute, self.user_attribute]
+        names = [
+            self.partition_key,
+            self.data_attribute,
+            self.ttl_attribute,
+            self.user_attribute,
+            self.meta_attribute,
+        ]
         names += [name for name in (self.sort_key, self.order_attribute) if name]
         if not all(names) or len(set(names)) != len(names):
             raise ConfigurationError(
                 "dynamodb attribute names (partition_key, sort_key, data_attribute,"
-                " order_attribute, ttl_attribute, user_attribute) must be distinct and"
-                f" non-empty, got {names}"
+                " order_attribute, ttl_attribute, user_attribute, meta_attribute) must be"
+                f" distinct and non-empty, got {names}"
             )
         object.__setattr__(self, "user_index", self.user_index or f"{self.user_attribute}-index")
         check_name("index", str(self.user_index))

@@ -3,7 +3,8 @@
 Every request names the item's full key (with the fixed sort key value on tables that have
 a sort key), so other items sharing a partition are never touched. Attribute names are
 options and may be reserved words (`data` and `ttl` are), so they always go through
-ExpressionAttributeNames (#p partition key, #d data, #o key order, #t expiry, #u user id).
+ExpressionAttributeNames (#p partition key, #d data, #o key order, #t expiry, #u user id,
+#m metadata).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ...errors import SessionGone
-from ...store import Changes, EncodedRecord, SessionInfo
+from ...store import Changes, EncodedRecord, SessionInfo, decode_meta
 from .options import DynamoDBOptions
 
 # DynamoDB caps each expression string at 4 KB; a save of very many keys is split.
 _MAX_EXPRESSION = 4096
 _BATCH_WRITE_MAX = 25  # items per BatchWriteItem request
+_BATCH_GET_MAX = 100  # keys per BatchGetItem request
 # An ordinal a save gives a new key: microseconds since the epoch (16-17 digits), which
 # DynamoDB counts as (digits + 1) // 2 + 1 bytes.
 _SAVE_ORDINAL_BYTES = 10
@@ -60,7 +62,12 @@ class Requests:
         self.options = options
         o = options
         self._sort_item = {o.sort_key: {"S": o.sort_key_value}} if o.sort_key else {}
-        names = {"#d": o.data_attribute, "#t": o.ttl_attribute, "#u": o.user_attribute}
+        names = {
+            "#d": o.data_attribute,
+            "#t": o.ttl_attribute,
+            "#u": o.user_attribute,
+            "#m": o.meta_attribute,
+        }
         if o.order_attribute:
             names["#o"] = o.order_attribute
         self._get: Params = {
@@ -89,6 +96,8 @@ class Requests:
             item[o.order_attribute] = {"M": {f: {"N": str(i)} for i, f in enumerate(record.fields)}}
         if record.user_id is not None:
             item[o.user_attribute] = {"S": record.user_id}
+        if record.meta is not None:
+            item[o.meta_attribute] = {"S": record.meta}
         return {
             "TableName": self.table,
             "Item": item,
@@ -109,8 +118,13 @@ class Requests:
         if user_id is None:
             removes.append("#u")
         else:
+            # The same value again writes nothing to the (keys-only) user index.
             sets.append("#u = :u")
             values[":u"] = {"S": user_id}
+        if changes.meta is not None:
+            sets.append("#m = :m")
+            names["#m"] = o.meta_attribute
+            values[":m"] = {"S": changes.meta}
         requests = []
         size = 0
         # New keys go after every existing one (created with ordinals 0, 1, ...); a key
@@ -127,7 +141,7 @@ class Requests:
                 if order:
                     parts.append(f"#o.#f{t} = if_not_exists(#o.#f{t}, :o{t})")
             length = sum(len(part) + 2 for part in parts)
-            # 64: room for "SET ", " REMOVE " and the expiry and user parts.
+            # 64: room for "SET ", " REMOVE " and the expiry, user and metadata parts.
             if size + length + 64 > _MAX_EXPRESSION:
                 requests.append(self._update(rid, sets, removes, names, values))
                 sets, removes, size = [], [], 0
@@ -248,8 +262,14 @@ class Requests:
         except (KeyError, TypeError, AttributeError, ValueError):
             # Not a cloudsessions item (e.g. left by another session engine): no session.
             return None
-        user = item.get(o.user_attribute)
-        return EncodedRecord(fields, expires_at, user.get("S") if user else None, counters)
+        user, meta = item.get(o.user_attribute), item.get(o.meta_attribute)
+        return EncodedRecord(
+            fields,
+            expires_at,
+            user.get("S") if user else None,
+            counters,
+            meta.get("S") if meta else None,  # absent from items written before metadata
+        )
 
     def record_size(self, record: EncodedRecord) -> int:
         """DynamoDB's own item size: attribute names plus values, 3 + 1 per entry for a map."""
@@ -265,26 +285,70 @@ class Requests:
         size += _utf8(o.ttl_attribute) + _number_size(_number(record.expires_at)["N"])
         if record.user_id is not None:
             size += _utf8(o.user_attribute) + _utf8(record.user_id)
+        if record.meta is not None:
+            size += _utf8(o.meta_attribute) + _utf8(record.meta)
         return size
 
     # ----------------------------------------------------------- many sessions each
 
     def user_query(self, user_id: str) -> Params:
-        """The sessions of one user, through the user index (keys and expiry only)."""
+        """The record ids of one user's sessions, through the user index.
+
+        Only keys: the index projects nothing else (see admin._index_spec), so that a save
+        that refreshes the expiry or the metadata does not write the index too.
+        """
         o = self.options
         return self._sessions_only(
             {"IndexName": o.user_index, "KeyConditionExpression": "#u = :u"},
-            {"#u": o.user_attribute, "#t": o.ttl_attribute},
+            {"#u": o.user_attribute},
             {":u": {"S": user_id}},
-            projection="#p, #t",
+            projection="#p",
         )
 
+    def batch_gets(self, rids: list[str]) -> Iterator[Params]:
+        """BatchGetItem's RequestItems, for at most 100 records each: what a listing shows."""
+        o = self.options
+        names = {
+            "#p": o.partition_key,
+            "#t": o.ttl_attribute,
+            "#u": o.user_attribute,
+            "#m": o.meta_attribute,
+        }
+        for start in range(0, len(rids), _BATCH_GET_MAX):
+            keys = [self.key(rid) for rid in rids[start : start + _BATCH_GET_MAX]]
+            yield {
+                self.table: {
+                    "Keys": keys,
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                    "ConsistentRead": o.consistent_read,
+                }
+            }
+
     def session_info(self, item: Mapping[str, Any], user_id: str) -> SessionInfo | None:
+        """What a listing shows of an item BatchGetItem read; None if it is not `user_id`'s
+        session (any more: the index is eventually consistent)."""
+        o = self.options
         try:
-            expires_at = float(item[self.options.ttl_attribute]["N"])
-        except (KeyError, ValueError):
+            expires_at = float(item[o.ttl_attribute]["N"])
+            owner = item[o.user_attribute]["S"]
+        except (KeyError, TypeError, ValueError):
             return None
-        return SessionInfo(self.record_id(item), expires_at, user_id)
+        if owner != user_id:
+            return None
+        meta = item.get(o.meta_attribute)
+        text = meta.get("S") if meta else None
+        return SessionInfo(self.record_id(item), expires_at, user_id, decode_meta(text))
+
+    def revoke(self, rid: str, user_id: str) -> Params:
+        """A DeleteItem of the record only if it is `user_id`'s."""
+        return {
+            "TableName": self.table,
+            "Key": self.key(rid),
+            "ConditionExpression": "#u = :u",
+            "ExpressionAttributeNames": {"#u": self.options.user_attribute},
+            "ExpressionAttributeValues": {":u": {"S": user_id}},
+        }
 
     def record_id(self, item: Mapping[str, Any]) -> str:
         return str(item[self.options.partition_key]["S"])

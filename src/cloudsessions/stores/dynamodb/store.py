@@ -14,7 +14,7 @@ import contextlib
 import functools
 import importlib.util
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -67,6 +67,15 @@ def _code_is(*codes: str) -> Callable[[BaseException], bool]:
     return lambda exc: isinstance(exc, ClientError) and code(exc) in codes
 
 
+def _no_user_index(exc: BaseException) -> bool:
+    # DynamoDB's answer to a Query on an index that is missing, or still being built.
+    return (
+        isinstance(exc, ClientError)
+        and code(exc) == "ValidationException"
+        and ("specified index" in message(exc) or "backfilling" in message(exc))
+    )
+
+
 def _item_too_large(exc: BaseException) -> bool:
     return (
         isinstance(exc, ClientError)
@@ -116,6 +125,13 @@ class DynamoDBStore(Store):
             " AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN for temporary credentials), or"
             " the profile= option, and renew expired credentials (not an IAM permission issue)",
             when=_code_is(*KEY_ERRORS),
+        ),
+        ErrorKind(
+            ClientError,
+            ConfigurationError,
+            "the user index {store.options.user_index} is missing or not ACTIVE yet (being"
+            " built, or rebuilt by `cloudsessions init --fix`): " + INIT_HINT,
+            when=_no_user_index,
         ),
         # Keys written by other requests grew the item past 400 KB: the size check before
         # a write only sees this request's copy of the session.
@@ -331,42 +347,71 @@ class DynamoDBStore(Store):
 
     # ------------------------------------------------------------------------ users
 
-    def _user_items(self, user_id: str) -> Iterator[dict[str, Any]]:
+    # The user index holds keys only (see admin._index_spec): a listing reads the records
+    # it names in one BatchGetItem per 100; a delete needs no more than the keys.
+
+    def _user_rids(self, user_id: str) -> list[str]:
         with self._errors("query the sessions of a user"):
             pages = self.client.get_paginator("query").paginate(
                 **self._requests.user_query(user_id)
             )
-            for page in pages:
-                yield from page.get("Items", [])
+            return [
+                self._requests.record_id(item) for page in pages for item in page.get("Items", [])
+            ]
 
     def _for_user(self, user_id: str) -> list[SessionInfo]:
-        found = (self._requests.session_info(item, user_id) for item in self._user_items(user_id))
+        batches = self._requests.batch_gets(self._user_rids(user_id))
+        what = "read the sessions of a user"
+        responses = self._batched(self.client.batch_get_item, batches, "UnprocessedKeys", what)
+        items = [item for r in responses for item in r.get("Responses", {}).get(self.table, [])]
+        found = (self._requests.session_info(item, user_id) for item in items)
         return [info for info in found if info is not None]
 
     def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
-        rids = (self._requests.record_id(item) for item in self._user_items(user_id))
-        doomed = [rid for rid in rids if rid != keep_rid]
+        doomed = [rid for rid in self._user_rids(user_id) if rid != keep_rid]
         self.delete_records(doomed)
         return doomed
 
+    def _revoke(self, user_id: str, rid: str) -> bool:
+        # One DeleteItem whose condition is the owner: no index query first.
+        with self._errors("revoke a session"):
+            try:
+                self.client.delete_item(**self._requests.revoke(rid, user_id))
+            except ClientError as exc:
+                if code(exc) == "ConditionalCheckFailedException":
+                    return False  # gone already, or another user's
+                raise
+        return True
+
     def delete_records(self, rids: list[str]) -> None:
         """BatchWriteItem, 25 records a call."""
-        client = self.client
-        for batch in self._requests.batch_deletes(rids):
+        batches = self._requests.batch_deletes(rids)
+        what = "delete sessions in a batch"
+        for _ in self._batched(self.client.batch_write_item, batches, "UnprocessedItems", what):
+            pass
+
+    def _batched(
+        self, call: Callable[..., Any], batches: Iterable[Any], leftover: str, what: str
+    ) -> Iterator[Mapping[str, Any]]:
+        """Each response of `call` (BatchGetItem or BatchWriteItem) for each batch, the
+        batch resent with what DynamoDB left in `leftover` until nothing is left."""
+        for batch in batches:
             pending = batch
             # botocore retries a throttled request, but a batch that is accepted with
             # some items left unprocessed has to be resent by the caller.
             for attempt in range(_UNPROCESSED_RETRIES):
-                with self._errors("delete sessions in a batch"):
-                    response = client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
+                if attempt:
+                    time.sleep(min(0.05 * 2 ** (attempt - 1), 2.0))
+                with self._errors(what):
+                    response = call(RequestItems=pending)
+                yield response
+                pending = response.get(leftover) or {}
                 if not pending:
                     break
-                time.sleep(min(0.05 * 2**attempt, 2.0))
             else:
                 raise StoreUnavailable(
-                    f"{self.describe()}: DynamoDB left deletes unprocessed after"
-                    f" {_UNPROCESSED_RETRIES} attempts (throughput exceeded)"
+                    f"{self.describe()}: DynamoDB left requests unprocessed after"
+                    f" {_UNPROCESSED_RETRIES} attempts (throughput exceeded); could not {what}"
                 )
 
     # ------------------------------------------------- operations (see admin.py)
@@ -379,7 +424,7 @@ class DynamoDBStore(Store):
         return admin.ttl_enabled(self)
 
     def provision(self, *, fix: bool = False) -> list[str]:
-        return admin.provision(self)
+        return admin.provision(self, fix=fix)
 
     def drop(self, *, progress: Progress | None = None) -> None:
         admin.drop(self)

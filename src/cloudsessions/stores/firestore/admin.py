@@ -14,8 +14,19 @@ from typing import TYPE_CHECKING, Any
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ...errors import ConfigurationError, StoreUnavailable
-from ...store import CheckResult, Progress, SessionInfo, logger
-from .documents import DATA, EXPIRES_AT, EXPIRES_US, MAX_BATCH, USER_ID, timestamp, us, us_of
+from ...store import CheckResult, Progress, SessionInfo, decode_meta, logger
+from .documents import (
+    DATA,
+    EXPIRES_AT,
+    EXPIRES_US,
+    MAX_BATCH,
+    META,
+    USER_ID,
+    meta,
+    timestamp,
+    us,
+    us_of,
+)
 
 if TYPE_CHECKING:
     from .store import FirestoreStore
@@ -34,10 +45,13 @@ def purge_expired(
 
 def for_user(store: FirestoreStore, user_id: str) -> list[SessionInfo]:
     sessions = []
-    for snapshot in _user_documents(store, user_id):
+    for snapshot in _user_documents(store, user_id, META):
         expires = us_of(snapshot.get(EXPIRES_AT))
         if snapshot.get(EXPIRES_US) >= expires:  # else a late save left it expired
-            sessions.append(SessionInfo(snapshot.id, expires / 1_000_000, user_id))
+            text = meta(snapshot.to_dict() or {})
+            sessions.append(
+                SessionInfo(snapshot.id, expires / 1_000_000, user_id, decode_meta(text))
+            )
     return sessions
 
 
@@ -51,11 +65,12 @@ def _collection(store: FirestoreStore) -> Any:
     return store._sync.get().collection(*store.path)
 
 
-def _user_documents(store: FirestoreStore, user_id: str) -> list[Any]:
+def _user_documents(store: FirestoreStore, user_id: str, *also: str) -> list[Any]:
+    """The user's documents, with the expiry fields and `also`: one query on user_id."""
     query = (
         _collection(store)
         .where(filter=FieldFilter(USER_ID, "==", user_id))
-        .select([EXPIRES_AT, EXPIRES_US])
+        .select([EXPIRES_AT, EXPIRES_US, *also])
     )
     with store._errors("list the sessions of a user"):
         return list(query.stream(**store._rpc))
@@ -92,6 +107,11 @@ def _delete_refs(store: FirestoreStore, refs: Sequence[Any], what: str) -> None:
 
 
 # ------------------------------------------------------------------- provisioning
+
+
+# Fields no query filters or orders on: exempt from Firestore's automatic indexes, whose
+# entries would only cost storage and write latency.
+_NEVER_QUERIED = (DATA, EXPIRES_US, META)
 
 
 def _field_name(store: FirestoreStore, field: str) -> str:
@@ -137,7 +157,7 @@ def provision(store: FirestoreStore, *, fix: bool = False) -> list[str]:
                 f"requested a TTL policy on {EXPIRES_AT} of collection group"
                 f" {store.path[-1]}: Firestore deletes expired sessions once it is ACTIVE"
             )
-        for field in (DATA, EXPIRES_US):
+        for field in _NEVER_QUERIED:
             config = admin.get_field(name=_field_name(store, field), timeout=timeout)
             if config.index_config.uses_ancestor_config:
                 admin.update_field(
@@ -209,7 +229,7 @@ def _check_fields(store: FirestoreStore) -> list[CheckResult]:
         with store._errors("read the field settings"):
             fields = {
                 f: admin.get_field(name=_field_name(store, f), timeout=store.options.timeout)
-                for f in (EXPIRES_AT, USER_ID, DATA, EXPIRES_US)
+                for f in (EXPIRES_AT, USER_ID, *_NEVER_QUERIED)
             }
     except (ConfigurationError, StoreUnavailable) as exc:
         return [CheckResult("field settings", False, f"cannot read them: {exc}")]
@@ -225,7 +245,7 @@ def _check_fields(store: FirestoreStore) -> list[CheckResult]:
         ok = config.uses_ancestor_config or bool(config.indexes)
         detail = "automatic single-field index" if ok else "exempted from indexing"
         results.append(CheckResult(f"index {field}", ok, detail))
-    for field in (DATA, EXPIRES_US):
+    for field in _NEVER_QUERIED:
         config = fields[field].index_config
         ok = not config.uses_ancestor_config and not config.indexes
         detail = "exempted from indexing" if ok else "indexed (costs writes): run init"

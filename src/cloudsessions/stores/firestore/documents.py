@@ -8,6 +8,8 @@ Layout of a document (its id is the hashed session id):
     expires_at  Timestamp of the expiry: a TTL policy on it deletes expired sessions
     expires_us  the same instant in integer microseconds: the expiry guard (see below)
     user_id     string or null, queried by for_user()
+    meta        a signed-in session's metadata (cloudsessions.metadata), JSON text; absent
+                for anonymous sessions and for those written before it existed
 
 Writes change single entries of ``d`` (update masks like ``d.`k%41```), so two requests
 that change different keys of one session both keep their change.
@@ -33,7 +35,7 @@ docs/stores/firestore.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +47,7 @@ from ...errors import ConfigurationError, SessionGone
 from ...store import Changes, EncodedRecord, logger
 
 DATA, KEYS, EXPIRES_AT, EXPIRES_US, USER_ID = "d", "keys", "expires_at", "expires_us", "user_id"
+META = "meta"
 DEFAULT_COLLECTION = "cloudsessions"
 # Firestore's own limits: 1 MiB per document; at most 500 writes per batch commit.
 MAX_DOCUMENT_BYTES = 1_048_576
@@ -88,13 +91,21 @@ def collection_path(path: str) -> tuple[str, ...]:
 
 def document(record: EncodedRecord) -> dict[str, Any]:
     expires = us(record.expires_at)
-    return {
+    doc = {
         DATA: record.fields,
         KEYS: list(record.fields),
         EXPIRES_AT: timestamp(expires),
         EXPIRES_US: expires,
         USER_ID: record.user_id,
     }
+    if record.meta is not None:
+        doc[META] = record.meta
+    return doc
+
+
+def meta(doc: Mapping[str, Any]) -> str | None:
+    text = doc.get(META)
+    return text if isinstance(text, str) else None
 
 
 def record(snapshot: Any) -> EncodedRecord | None:
@@ -118,7 +129,7 @@ def record(snapshot: Any) -> EncodedRecord | None:
     counters = {f: v for f, v in ordered.items() if type(v) is int}
     for field in counters:
         del ordered[field]
-    return EncodedRecord(ordered, expires / 1_000_000, doc.get(USER_ID), counters)
+    return EncodedRecord(ordered, expires / 1_000_000, doc.get(USER_ID), counters, meta(doc))
 
 
 @dataclass(frozen=True)
@@ -161,6 +172,8 @@ def save(changes: Changes, expires_at: float, user_id: str | None, now: float) -
     for field in changes.removed_fields:
         second[data_path(field)] = firestore.DELETE_FIELD
     second[USER_ID] = user_id
+    if changes.meta is not None:  # else the stored metadata stays as it is
+        second[META] = changes.meta
     if changes.set_fields:
         # Appends only the new keys, in order, whatever other saves did meanwhile.
         second[KEYS] = firestore.ArrayUnion(list(changes.set_fields))
@@ -211,6 +224,8 @@ def size(path: Sequence[str], encoded: EncodedRecord) -> int:
     names = sum(len(f.encode()) + 1 for f in encoded.fields)
     values = sum(len(v.encode()) + 1 for v in encoded.fields.values())
     user = len(encoded.user_id.encode()) + 1 if encoded.user_id is not None else 1
-    # d (names and values), keys (names again), expires_at, expires_us, user_id.
+    # d (names and values), keys (names again), expires_at, expires_us, user_id, meta.
     fields = (2 + names + values) + (5 + names) + (11 + 8) + (11 + 8) + (8 + user)
+    if encoded.meta is not None:
+        fields += 5 + len(encoded.meta.encode()) + 1
     return name + fields + 32

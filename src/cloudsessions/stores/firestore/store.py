@@ -1,8 +1,8 @@
 """The Firestore store: its clients and errors, and the session operations.
 
-This is the request path: every operation is one RPC (the writes are in documents.py).
-Provisioning, checks, purge and the per-user queries, which no request runs, are in
-admin.py; the options in options.py.
+This is the request path: every operation is one RPC (the writes are in documents.py),
+but revoke, a read and a conditional delete (see _revoke). Provisioning, checks, purge and
+the per-user queries are in admin.py; the options in options.py.
 """
 
 from __future__ import annotations
@@ -286,15 +286,40 @@ class FirestoreStore(Store):
                     ref.update(update, option=unchanged, **self._rpc)
                     return value
             time.sleep(pause)
-        raise self._conflicting()
+        raise self._conflicting("increment")
+
+    def _revoke(self, user_id: str, rid: str) -> bool:
+        """Read the owner, then delete only if the document is unchanged since that read.
+
+        Firestore cannot delete on a field's value, so this is a read and a delete whose
+        precondition is the read's update time: as exact as a transaction (a document
+        given to another user, or saved, in between is read again) without its
+        BeginTransaction, and one document read where the contract's default (a listing)
+        reads every session of the user.
+        """
+        ref = self._sync.get().document(*self.path, rid)
+        for pause in self._conflict_pauses():
+            with self._errors("revoke a session"):
+                snapshot = ref.get([documents.USER_ID], **self._rpc)
+                owner = (snapshot.to_dict() or {}).get(documents.USER_ID)
+                if not snapshot.exists or owner != user_id:
+                    return False  # gone already, or another user's
+                unchanged = firestore.Client.write_option(last_update_time=snapshot.update_time)
+                # Changed or deleted since the read (the emulator says FailedPrecondition
+                # for both; NotFound is taken alike): read it again.
+                with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):
+                    ref.delete(option=unchanged, **self._rpc)
+                    return True
+            time.sleep(pause)
+        raise self._conflicting("revoke")
 
     def _conflict_pauses(self) -> Iterator[float]:
         deadline = time.monotonic() + max(self.options.retry_deadline, self.options.timeout)
         while time.monotonic() < deadline:
             yield random.uniform(0, 0.05)  # noqa: S311 - jitter, not secrets
 
-    def _conflicting(self) -> StoreUnavailable:
-        return StoreUnavailable(f"{self.describe()}: increment kept conflicting with other writes")
+    def _conflicting(self, what: str) -> StoreUnavailable:
+        return StoreUnavailable(f"{self.describe()}: {what} kept conflicting with other writes")
 
     # Native async twins (see native_async), on this event loop's client.
 
@@ -351,7 +376,7 @@ class FirestoreStore(Store):
                     await ref.update(update, option=unchanged, **self._arpc)
                     return value
             await asyncio.sleep(pause)
-        raise self._conflicting()
+        raise self._conflicting("increment")
 
     # What no request runs, in admin.py.
     provision = admin.provision
