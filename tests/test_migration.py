@@ -5,17 +5,29 @@ previous backend's real storage."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
 from django.contrib.sessions.backends.db import SessionStore as DjangoDbSession
 from django.contrib.sessions.models import Session as DjangoSessionRow
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
@@ -36,12 +48,22 @@ DB_ENGINE = "django.contrib.sessions.backends.db"
 
 @pytest.fixture(scope="module")
 def django_session_table() -> Iterator[None]:
-    """Django's own session table, in the test database (an in-memory SQLite)."""
-    with connection.schema_editor() as editor:
-        editor.create_model(DjangoSessionRow)
+    """Django's own session table, in the test database (made here unless another test
+    module's `migrate` made it), emptied before each test."""
+    made = DjangoSessionRow._meta.db_table not in connection.introspection.table_names()
+    if made:
+        with connection.schema_editor() as editor:
+            editor.create_model(DjangoSessionRow)
     yield
-    with connection.schema_editor() as editor:
-        editor.delete_model(DjangoSessionRow)
+    if made:
+        with connection.schema_editor() as editor:
+            editor.delete_model(DjangoSessionRow)
+
+
+@pytest.fixture(autouse=True)
+def no_old_sessions(request: pytest.FixtureRequest) -> None:
+    if "django_session_table" in request.fixturenames:
+        DjangoSessionRow.objects.all().delete()
 
 
 def old_django_session(**data: Any) -> str:
@@ -222,3 +244,185 @@ def test_a_starlette_cookie_session_survives_the_switch(on_store: Instrumented) 
         assert browser.get("/read").json["data"]["cart"] == ["fig"]
     with pytest.raises(ConfigurationError, match="secret_key"):
         SessionMiddleware(old_app, store=on_store.store, migrate_from="starlette")
+
+
+# ------------------------------------------------------------- the bulk copy
+
+
+def seed_django_sessions(live: int, expired: int, broken: int) -> list[str]:
+    """Rows of Django's session table: `live` sessions (every other one signed in),
+    `expired` ones and `broken` ones (data Django cannot decode). Returns the live keys."""
+    encoder = DjangoDbSession()
+    future = timezone.now() + timedelta(days=3)
+    rows, keys = [], []
+    for n in range(live + expired + broken):
+        key = f"{n:06d}" + "k" * 26
+        data = {"n": n, **({"_auth_user_id": str(n % 7)} if n % 2 else {})}
+        text = encoder.encode(data) if n < live + expired else "not:django:data"
+        expires = future if n < live or n >= live + expired else timezone.now() - timedelta(1)
+        rows.append(DjangoSessionRow(session_key=key, session_data=text, expire_date=expires))
+        if n < live:
+            keys.append(key)
+    DjangoSessionRow.objects.all().delete()
+    DjangoSessionRow.objects.bulk_create(rows)
+    return keys
+
+
+def migrate(*args: str) -> tuple[int, list[str]]:
+    out = StringIO()
+    try:
+        call_command("cloudsessions", "migrate", *args, stdout=out, stderr=StringIO())
+        status = 0
+    except CommandError as failed:
+        status = failed.returncode
+    return status, out.getvalue().splitlines()
+
+
+def test_the_bulk_copy_moves_every_live_session_once_and_counts_the_rest(
+    django_session_table: None, on_store: Instrumented, tmp_path: Path
+) -> None:
+    store = on_store.store
+    keys = seed_django_sessions(live=250, expired=30, broken=20)
+    checkpoint = str(tmp_path / "copy.json")
+    with switched(store):
+        status, out = migrate("--from", DB_ENGINE, "--batch-size", "64", "--checkpoint", checkpoint)
+    assert status == 0, out
+    assert out[1:] == [
+        f"from: {DB_ENGINE}",
+        f"checkpoint: {checkpoint}",
+        "read     300",
+        "copied   250",
+        "already  0 (copied before: an earlier run or the read-through)",
+        "skipped  50",
+        "       30  expired",
+        "       20  undecodable or empty",
+        "failed   0",
+        "old records deleted: 250",
+        "check    ok: 300 read = 250 copied + 0 already + 50 skipped + 0 failed",
+    ]
+    for key in keys[::25]:
+        record = store.load(migrated_id(key))
+        assert record is not None and record.data["n"] == int(key[:6])
+    assert len(store.for_user("3")) == len(
+        [k for k in keys if int(k[:6]) % 7 == 3 and int(k[:6]) % 2]
+    )
+    assert DjangoSessionRow.objects.count() == 50, "the copied old rows are gone"
+
+    # Run twice: nothing is copied twice (the copied rows are gone; the rest are skipped).
+    with switched(store):
+        status, out = migrate("--from", DB_ENGINE, "--checkpoint", checkpoint)
+    assert out[2] == f"checkpoint: {checkpoint} (an earlier run finished: starting over)"
+    assert out[-1] == "check    ok: 50 read = 0 copied + 0 already + 50 skipped + 0 failed"
+
+    # A browser still holding its old cookie is served the copy (the read-through finds it).
+    browser = DjangoDoor(store)
+    browser.plant(keys[7])
+    with switched(store):
+        assert browser.get("/read").json["data"]["n"] == 7
+    assert browser.sid == migrated_id(keys[7])
+
+
+def test_a_dry_run_writes_nothing_and_a_kept_copy_counts_as_already_copied(
+    django_session_table: None, on_store: Instrumented, tmp_path: Path
+) -> None:
+    store = on_store.store
+    keys = seed_django_sessions(live=40, expired=0, broken=0)
+    with switched(store):
+        status, out = migrate("--from", DB_ENGINE, "--dry-run")
+        assert out[1] == f"from: {DB_ENGINE} (dry run: nothing is written)"
+        assert out[-1] == "check    ok: 40 read = 40 copied + 0 already + 0 skipped + 0 failed"
+        assert store.load(migrated_id(keys[0])) is None and DjangoSessionRow.objects.count() == 40
+        assert not (Path.cwd() / "cloudsessions-migrate.json").exists()
+
+        # The read-through moved one before the bulk copy ran: counted, not copied again.
+        browser = DjangoDoor(store)
+        browser.plant(keys[0])
+        browser.get("/read")
+        checkpoint = str(tmp_path / "kept.json")
+        status, out = migrate("--from", DB_ENGINE, "--keep-old", "--checkpoint", checkpoint)
+    assert status == 0
+    assert out[-1] == "check    ok: 39 read = 39 copied + 0 already + 0 skipped + 0 failed"
+    assert DjangoSessionRow.objects.count() == 39, "kept (the read-through deleted its own)"
+    with switched(store):
+        status, out = migrate("--from", DB_ENGINE, "--checkpoint", checkpoint)
+    assert out[-1] == "check    ok: 39 read = 0 copied + 39 already + 0 skipped + 0 failed"
+    assert DjangoSessionRow.objects.count() == 0
+
+
+def test_no_previous_backend_is_a_one_line_error(on_store: Instrumented) -> None:
+    err = StringIO()
+    no_source = override_settings(CLOUDSESSIONS={"STORE": on_store.store})
+    with no_source, pytest.raises(CommandError) as failed:
+        call_command("cloudsessions", "migrate", stdout=StringIO(), stderr=err)
+    assert failed.value.returncode == 2
+    assert err.getvalue().startswith("error: migrate needs --from, or settings.CLOUDSESSIONS")
+
+
+def test_a_bulk_copy_killed_halfway_resumes_and_copies_each_session_once(tmp_path: Path) -> None:
+    """A real manage.py process, killed (SIGKILL) after a few batches, then run again."""
+    sessions = 12_000
+    (tmp_path / "site_settings.py").write_text(
+        textwrap.dedent(
+            f"""
+            SECRET_KEY = "not-secret"
+            USE_TZ = True
+            INSTALLED_APPS = ["django.contrib.sessions", "cloudsessions.django"]
+            DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3",
+                                      "NAME": {str(tmp_path / "old.sqlite3")!r}}}}}
+            SESSION_ENGINE = "cloudsessions.django"
+            CLOUDSESSIONS = {{"STORE": "sqlite:///{tmp_path / "new.sqlite3"}",
+                             "MIGRATE_FROM": "{DB_ENGINE}"}}
+            """
+        )
+    )
+    seed = textwrap.dedent(
+        f"""
+        import django
+        django.setup()
+        from datetime import timedelta
+        from django.core.management import call_command
+        from django.utils import timezone
+        from django.contrib.sessions.backends.db import SessionStore
+        from django.contrib.sessions.models import Session
+        call_command("migrate", verbosity=0)
+        text = SessionStore().encode({{"_auth_user_id": "1", "cart": "3 apples"}})
+        expires = timezone.now() + timedelta(days=1)
+        Session.objects.bulk_create(
+            Session(session_key=f"{{n:032d}}", session_data=text, expire_date=expires)
+            for n in range({sessions})
+        )
+        """
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "site_settings", "PYTHONPATH": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", seed], env=env, check=True, timeout=120)
+    command = [sys.executable, "-m", "django", "cloudsessions", "migrate", "--batch-size", "100"]
+    checkpoint = tmp_path / "cloudsessions-migrate.json"
+
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                if json.loads(checkpoint.read_text())["tally"]["read"] >= 1000:
+                    break
+            time.sleep(0.01)  # polling the checkpoint file, not waiting for luck
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL, "killed mid-run, not finished"
+    halfway = json.loads(checkpoint.read_text())
+    assert not halfway["done"] and 1000 <= halfway["tally"]["read"] < sessions
+
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.splitlines()
+    assert lines[2] == (
+        f"checkpoint: cloudsessions-migrate.json (resuming after {halfway['tally']['read']}"
+        " session(s))"
+    )
+    assert lines[-1].startswith("check    ok:")
+    with contextlib.closing(sqlite3.connect(tmp_path / "new.sqlite3")) as new:
+        assert new.execute("SELECT count(*) FROM cloudsessions").fetchone() == (sessions,)
+        assert new.execute("SELECT count(DISTINCT id) FROM cloudsessions").fetchone() == (sessions,)
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.sqlite3")) as old:
+        assert old.execute("SELECT count(*) FROM django_session").fetchone() == (0,)

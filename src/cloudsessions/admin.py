@@ -17,10 +17,12 @@ import argparse
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from .cache import CachedStore
 from .errors import CloudSessionsError, ConfigurationError
+from .migration import Source
 from .progress import progress
 from .record import SessionInfo
 from .registry import open_store
@@ -70,6 +72,17 @@ COMMANDS = {
         " user, as after a password reset or a stolen device. Each revoked session's next"
         " request is anonymous, on every server.",
     ),
+    "migrate": (
+        "copy every live session of the backend you are leaving into the store",
+        "Copy every live session of a previous backend (--from) into the store, in"
+        " batches, with a progress bar on a terminal, under the ids the read-through"
+        " (MIGRATE_FROM) gives them, so both meet: run it after every server runs"
+        " cloudsessions with the read-through on. Each copied old record is then deleted"
+        " (--keep-old leaves it). A checkpoint file written after every batch lets a run"
+        " that was stopped resume where it was; a second run copies nothing twice. It ends"
+        " with the count of sessions read, copied, already copied, skipped and failed, each"
+        " with its reason.",
+    ),
     "destroy": (
         "delete the table/collection and every session in it",
         "Delete the store's table or collection and every session in it, after asking"
@@ -84,6 +97,8 @@ def add_parsers(
     *,
     store_required: bool,
     store_default: str = "the configured store",
+    source_required: bool = True,
+    source_default: str = "none: required",
     parents: Sequence[argparse.ArgumentParser] = (),
     formatter_class: type[argparse.HelpFormatter] | None = None,
 ) -> None:
@@ -143,6 +158,39 @@ def add_parsers(
                 action="store_true",
                 help="sign out every session of the user (default: list them)",
             )
+        if name == "migrate":
+            op.add_argument(
+                "--from",
+                dest="source",
+                required=source_required,
+                metavar="SOURCE",
+                help="the backend the sessions come from, as a source URL (see"
+                f" docs/migrating.md) (default: {source_default})",
+            )
+            op.add_argument(
+                "--batch-size",
+                type=_positive,
+                default=500,
+                metavar="N",
+                help="old sessions read per batch (default: %(default)s)",
+            )
+            op.add_argument(
+                "--checkpoint",
+                metavar="FILE",
+                default=DEFAULT_CHECKPOINT,
+                help="where the run notes its progress after each batch, and resumes from"
+                " (default: %(default)s in the current directory)",
+            )
+            op.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="read and count, write nothing (default: copy)",
+            )
+            op.add_argument(
+                "--keep-old",
+                action="store_true",
+                help="leave the old records in place (default: delete each one copied)",
+            )
         if name == "destroy":
             op.add_argument(
                 "--yes",
@@ -180,12 +228,14 @@ def run(
     bar_stream: Any = None,
     source: str = "",
     debug: bool = False,
+    sources: Callable[[str | None], Source] | None = None,
 ) -> int:
     """Run the operation named by args.command; returns the process exit status.
 
     Errors go to `err` (default: `out`) as one line, with the traceback before it if
     `debug`; the progress bar to `bar_stream` (default: stderr), only if a terminal.
-    `source` says where the store came from, in the first line.
+    `source` says where the store came from, in the first line; `sources` makes the
+    previous backend of `migrate --from` (default: from a source URL).
     """
     err = err if err is not None else out
     try:
@@ -199,6 +249,8 @@ def run(
             return purge(store, out, args.batch_size, bar_stream=bar_stream)
         if operation == "sessions":
             return sessions(store, out, args.user, args.revoke, every=args.all)
+        if operation == "migrate":
+            return migrate(store, args, out, sources or _source_from_url, bar_stream=bar_stream)
         asked = (lambda _: True) if args.yes else confirm
         return destroy(store, out, asked, err=err, bar_stream=bar_stream)
     except CloudSessionsError as exc:
@@ -265,6 +317,60 @@ def destroy(
     removed = f" ({bar.count} record(s) removed)" if bar.count else ""
     out.write(f"deleted {what}{removed}\n")
     return OK
+
+
+DEFAULT_CHECKPOINT = "cloudsessions-migrate.json"
+
+
+def _source_from_url(url: str | None) -> Source:
+    from .migration.registry import source_from_url
+
+    assert url is not None  # --from is required where there is no default
+    return source_from_url(url)
+
+
+def migrate(
+    store: Store,
+    args: argparse.Namespace,
+    out: Writer,
+    sources: Callable[[str | None], Source],
+    *,
+    bar_stream: Any = None,
+) -> int:
+    from .migration.bulk import Checkpoint, copy_all, report
+
+    source = sources(args.source)
+    try:
+        out.write(
+            f"from: {source.describe()}{' (dry run: nothing is written)' if args.dry_run else ''}\n"
+        )
+        checkpoint = None if args.dry_run else Path(args.checkpoint)
+        if checkpoint is not None:
+            saved = Checkpoint.load(checkpoint, source.describe(), store.describe())
+            if saved.done:
+                checkpoint.unlink()  # that copy was complete: this run starts over
+                out.write(f"checkpoint: {checkpoint} (an earlier run finished: starting over)\n")
+            elif saved.resume is not None:
+                out.write(
+                    f"checkpoint: {checkpoint} (resuming after {saved.tally.read} session(s))\n"
+                )
+            else:
+                out.write(f"checkpoint: {checkpoint}\n")
+        with progress("copying sessions", total=source.count(), stream=bar_stream) as bar:
+            tally, _ = copy_all(
+                source,
+                store,
+                batch_size=args.batch_size,
+                checkpoint=checkpoint,
+                dry_run=args.dry_run,
+                keep_old=args.keep_old,
+                progress=bar.add,
+            )
+    finally:
+        source.close()
+    for line in report(tally):
+        out.write(f"{line}\n")
+    return OK if tally.balanced() and not tally.failures else FAILED
 
 
 SHORT_HANDLE = 12

@@ -58,7 +58,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     read = read_settings()
     for problem in [*read.problems, *store_problems(read)]:
         messages.append(Error(problem.message, hint=problem.hint, id=IDS[problem.key]))
-    if read.metadata is not None and not _records_client():
+    if read.metadata is not None and _djangos_middleware_only():
         messages.append(
             Warning(
                 "session metadata is on, but Django's own SessionMiddleware cannot record the"
@@ -72,18 +72,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return messages
 
 
-def _records_client() -> bool:
+def _djangos_middleware_only() -> bool:
+    """Django's own SessionMiddleware serves the sessions (not ours, which records the
+    client). No session middleware at all (a worker, a command-only project) is fine."""
+    from django.contrib.sessions.middleware import SessionMiddleware as Djangos
     from django.utils.module_loading import import_string
 
     from .middleware import SessionMiddleware
 
+    kinds = set()
     for path in getattr(settings, "MIDDLEWARE", None) or ():
         try:
-            if issubclass(import_string(path), SessionMiddleware):
-                return True
-        except (ImportError, TypeError):
+            middleware = import_string(path)
+        except ImportError:
             continue  # Django's own checks report a middleware that cannot be imported
-    return False
+        if isinstance(middleware, type) and issubclass(middleware, Djangos):
+            kinds.add(issubclass(middleware, SessionMiddleware))
+    return kinds == {False}
 
 
 @register(TAG, deploy=True)

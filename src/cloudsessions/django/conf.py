@@ -160,7 +160,7 @@ class Config:
         migration: Migration | None = None
         self.migration = self._checked(
             "MIGRATE_FROM",
-            lambda: _migration(raw.get("MIGRATE_FROM")),
+            lambda: engine_migration(raw.get("MIGRATE_FROM")),
             migration,
             'The SESSION_ENGINE you are leaving, e.g. "django.contrib.sessions.backends.db",'
             " or a cloudsessions.migration.Source; see docs/migrating.md.",
@@ -264,7 +264,8 @@ def read_settings() -> Config:
 _config: Config | None = None
 
 
-def _migration(value: object) -> Migration | None:
+def engine_migration(value: object) -> Migration | None:
+    """The read-through MIGRATE_FROM names: a Source, or a SESSION_ENGINE path."""
     if value is None:
         return None
     if isinstance(value, Source):

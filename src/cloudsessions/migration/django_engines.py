@@ -98,6 +98,17 @@ class DjangoEngineSource(Source):
     def discard(self, key: str) -> None:
         self._store_class()(key).delete(key)
 
+    def discard_many(self, keys: list[str]) -> None:
+        """db and cached_db: one DELETE for the batch (and cached_db's cache entries)."""
+        store_class = self._store_class()
+        if not hasattr(store_class, "get_model_class"):
+            super().discard_many(keys)
+            return
+        store_class.get_model_class().objects.filter(session_key__in=keys).delete()
+        if hasattr(store_class, "cache_key_prefix"):  # cached_db keeps a copy in the cache
+            cache = store_class()._cache  # SESSION_CACHE_ALIAS's, as the engine picks it
+            cache.delete_many([store_class.cache_key_prefix + key for key in keys])
+
     def scan(self, resume: str | None, batch_size: int) -> Iterator[tuple[list[Found], str]]:
         """db and cached_db: the session table in key order, resumable after any key."""
         store_class = self._store_class()

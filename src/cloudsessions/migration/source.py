@@ -79,6 +79,11 @@ class Source(abc.ABC):
     def discard(self, key: str) -> None:  # noqa: B027 - a signed cookie has no record
         """Delete the old record (after it was copied); idempotent."""
 
+    def discard_many(self, keys: list[str]) -> None:
+        """Delete the old records of a copied batch; sources that can, in one request."""
+        for key in keys:
+            self.discard(key)
+
     async def afetch(self, key: str) -> OldSession | None:
         return await in_thread(functools.partial(self.fetch, key))
 

@@ -17,8 +17,9 @@ from django.core.management.base import (
 
 from .... import admin
 from ....cli import Manual
-from ....errors import CloudSessionsError
-from ...conf import config
+from ....errors import CloudSessionsError, ConfigurationError
+from ....migration import Source
+from ...conf import config, engine_migration
 
 EPILOG = """\
 the store:
@@ -60,6 +61,9 @@ class Command(BaseCommand):
             sub,
             store_required=False,
             store_default="the store of settings.CLOUDSESSIONS",
+            source_required=False,
+            source_default='settings.CLOUDSESSIONS["MIGRATE_FROM"]; a SESSION_ENGINE path'
+            " or a source URL",
             formatter_class=_Manual,
         )
         for operation in sub.choices.values():
@@ -82,9 +86,30 @@ class Command(BaseCommand):
                 err=self.stderr,
                 bar_stream=self.stderr,
                 source="from --store" if url else "from settings.CLOUDSESSIONS",
+                sources=_source,
             )
         if status:
             raise CommandError(f"cloudsessions {options['command']} failed", returncode=status)
+
+
+def _source(value: str | None) -> Source:
+    """The previous backend of `migrate`: --from (a SESSION_ENGINE path or a source URL),
+    else settings.CLOUDSESSIONS["MIGRATE_FROM"]."""
+    if value is None:
+        migration = config().migration
+        if migration is None:
+            raise ConfigurationError(
+                'migrate needs --from, or settings.CLOUDSESSIONS["MIGRATE_FROM"]: the'
+                " SESSION_ENGINE you are leaving"
+            )
+        return migration.source
+    if "://" in value or ":" in value.split(".")[0]:
+        from ....migration.registry import source_from_url
+
+        return source_from_url(value)
+    migration = engine_migration(value)
+    assert migration is not None
+    return migration.source
 
 
 def _accept_common_options(parser: argparse.ArgumentParser, operation: Any) -> None:
