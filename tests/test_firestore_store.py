@@ -313,6 +313,223 @@ def test_a_live_save_keeps_the_guard_equal_to_the_expiry(
     assert doc["expires_us"] == micros
 
 
+# ------------------------------------------------------------ one write per save
+
+
+def _commits(store: Any) -> list[int]:
+    """The writes of each Commit the store sent since the last call (Firestore bills each
+    write of a commit), then starts counting afresh."""
+    commits: list[int] = store.commits
+    sent = list(commits)
+    commits.clear()
+    return sent
+
+
+def _server(fs: stores.Instrumented) -> FirestoreStore:
+    """Another server on the same collection: a store object of its own (its own memory
+    of versions), counted like the fixture's."""
+    store = fs.store
+    assert isinstance(store, FirestoreStore)
+    url = f"firestore://{backend.PROJECT}/{'/'.join(store.path)}"
+    return backend.instrument(f"{url}?emulator_host={store._emulator()}", RoundTrips())
+
+
+def _guard_matches(store: Any, raw: firestore.Client, key: str) -> bool:
+    doc = collection_of(store, raw).document(record_id(key)).get().to_dict()
+    assert doc is not None
+    return bool(doc["expires_us"] == documents.us_of(doc["expires_at"]))
+
+
+async def test_a_save_of_a_session_loaded_here_is_one_write(
+    fs: stores.Instrumented, raw: firestore.Client
+) -> None:
+    store = fs.store
+    key = new_session_id()
+    store.create(key, live({"a": 1, "b": 2}))
+    record = store.load(key)
+    assert record is not None
+    _commits(store)
+    record.data.update(a=10, c=3)
+    store.save(key, record, ["a", "c"])
+    # Right after a save (or a create), this process knows the new version too.
+    del record.data["b"]
+    record.data["d"] = 4
+    store.save(key, record, ["b", "d"])
+    record.data["e"] = 5
+    await store.asave(key, record, ["e"])
+    assert store.increment(key, "n", expires_at=time.time() + HOUR) == 1
+    assert await store.aincrement(key, "n", expires_at=time.time() + HOUR) == 2
+    assert _commits(store) == [1, 1, 1, 1, 1]
+    loaded = store.load(key)
+    assert loaded is not None and loaded.data == {"a": 10, "c": 3, "d": 4, "e": 5, "n": 2}
+    assert list(loaded.data) == ["a", "c", "d", "e", "n"]  # the session's own order
+    assert _guard_matches(store, raw, key)
+    # A save right after a create, without a load, is one write too.
+    other = new_session_id()
+    await store.acreate(other, live({"x": 1}))
+    await store.asave(other, live({"x": 2}), ["x"])
+    assert _commits(store) == [1, 1]
+    assert (await store.aload(other)).data == {"x": 2}  # type: ignore[union-attr]
+
+
+def test_a_save_without_a_known_version_is_the_two_write_commit(
+    fs: stores.Instrumented, raw: firestore.Client
+) -> None:
+    store, other = fs.store, _server(fs)
+    key = new_session_id()
+    store.create(key, live({"a": 1}))
+    # Another server that never read this session: the guarded commit, as before.
+    other.save(key, live({"a": 2}), ["a"])
+    assert _commits(other) == [2]
+    # Its own load makes the next save one write.
+    record = other.load(key)
+    assert record is not None and record.data == {"a": 2}
+    other.save(key, live({"a": 3}), ["a"])
+    assert _commits(other) == [1]
+    assert _guard_matches(store, raw, key)
+    other.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_two_servers_saving_one_session_both_keep_their_change(
+    fs: stores.Instrumented, raw: firestore.Client, asynchronous: bool
+) -> None:
+    store, other = fs.store, _server(fs)
+    key = new_session_id()
+    store.create(key, live({"a": 1}))
+    mine, theirs = store.load(key), other.load(key)
+    assert mine is not None and theirs is not None
+    _commits(store)
+    mine.data["m"] = 1
+    theirs.data["t"] = 2
+    del theirs.data["a"]
+    if asynchronous:
+        await other.asave(key, theirs, ["t", "a"])
+        await store.asave(key, mine, ["m"])
+    else:
+        other.save(key, theirs, ["t", "a"])
+        store.save(key, mine, ["m"])
+    # The first is one write; the second finds the document changed since its load: the
+    # conditional write is refused (nothing written) and the guarded commit merges.
+    assert _commits(other) == [1]
+    assert _commits(store) == [1, 2]
+    loaded = store.load(key)
+    assert loaded is not None and loaded.data == {"t": 2, "m": 1}
+    assert list(loaded.data) == ["t", "m"]
+    assert _guard_matches(store, raw, key)
+    other.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_session_deleted_or_expired_after_its_load_is_never_saved_back(
+    fs: stores.Instrumented, raw: firestore.Client, asynchronous: bool
+) -> None:
+    store = fs.store
+    deleted, ended, lapsed = new_session_id(), new_session_id(), new_session_id()
+    for key in (deleted, ended):
+        store.create(key, live({"a": 1}))
+    store.create(lapsed, SessionRecord({"a": 1}, time.time() + 0.5))
+    records = {key: store.load(key) for key in (deleted, ended, lapsed)}
+    assert all(records.values())
+    collection = collection_of(store, raw)
+    collection.document(record_id(deleted)).delete()  # a logout on another server
+    # Expired by another server (a rotation retires the old id so): a guarded commit.
+    changes = store._prepare_save(ended, live({}), [])[1]
+    past = time.time() - 1
+    documents.save(changes, past, None, time.time()).batch(
+        raw, collection.document(record_id(ended))
+    ).commit()
+    time.sleep(0.6)  # `lapsed` expires on its own
+    for key, record in records.items():
+        assert record is not None
+        record.data["a"] = 2
+        with pytest.raises(SessionGone):
+            if asynchronous:
+                await store.asave(key, record, ["a"])
+            else:
+                store.save(key, record, ["a"])
+        assert store.load(key) is None
+        assert not collection.document(record_id(key)).get().exists
+        # Nor an increment.
+        with pytest.raises(SessionGone):
+            store.increment(key, "n", expires_at=time.time() + HOUR)
+        assert not collection.document(record_id(key)).get().exists
+
+
+async def test_concurrent_increments_from_two_servers_lose_no_count(
+    fs: stores.Instrumented,
+) -> None:
+    store, other = fs.store, _server(fs)
+    key = new_session_id()
+    store.create(key, live({}))
+    assert store.load(key) is not None and other.load(key) is not None
+
+    def bump(server: Any, times: int) -> None:
+        for _ in range(times):
+            server.increment(key, "n", expires_at=time.time() + HOUR)
+
+    threads = [threading.Thread(target=bump, args=(s, 15)) for s in (store, other)]
+    for thread in threads:
+        thread.start()
+    await asyncio.gather(
+        *(other.aincrement(key, "n", expires_at=time.time() + HOUR) for _ in range(5))
+    )
+    for thread in threads:
+        thread.join()
+    record = store.load(key)
+    assert record is not None and record.data == {"n": 35}
+    other.close()
+
+
+def test_documents_of_either_write_are_read_and_saved_by_both(
+    fs: stores.Instrumented, raw: firestore.Client
+) -> None:
+    # A deploy runs servers of both kinds at once: the old one sends the guarded commit
+    # only (documents.save), the new one a single write where it can. Same layout.
+    store = fs.store
+    key = new_session_id()
+    ref = collection_of(store, raw).document(record_id(key))
+    store.create(key, live({"a": 1}))
+    record = store.load(key)
+    assert record is not None
+    # The old server saves it (its commit is the guarded one, whatever it loaded)...
+    old = store._prepare_save(key, live({"b": 2}), ["b"])[1]
+    guard = documents.save(old, time.time() + HOUR, None, time.time())
+    assert guard.was_live(guard.batch(raw, ref).commit())
+    # ...then the new one, from its older load: refused, then merged by the guarded commit.
+    record.data["c"] = 3
+    store.save(key, record, ["c"])
+    assert _commits(store)[-1:] == [2]
+    # The new one's single write, then the old one's guarded commit on top of it.
+    record = store.load(key)
+    assert record is not None and record.data == {"a": 1, "b": 2, "c": 3}
+    record.data["d"] = 4
+    store.save(key, record, ["d"])
+    assert _commits(store)[-1:] == [1]
+    old = store._prepare_save(key, live({"e": 5}), ["e"])[1]
+    guard = documents.save(old, time.time() + HOUR, None, time.time())
+    assert guard.was_live(guard.batch(raw, ref).commit())
+    record = store.load(key)
+    assert record is not None and record.data == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+    assert list(record.data) == ["a", "b", "c", "d", "e"]
+    assert _guard_matches(store, raw, key)
+
+
+def test_the_memory_of_versions_is_bounded_and_keeps_the_newest() -> None:
+    versions = documents.Versions(capacity=2)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    t1 = datetime(2026, 1, 2, tzinfo=UTC)
+    versions.put("a", documents.Version(t1, 2, ("kx",)))
+    versions.put("a", documents.Version(t0, 1, ()))  # a load answered after a later write
+    assert versions.get("a") == documents.Version(t1, 2, ("kx",))
+    versions.put("b", documents.Version(t0, 1, ()))
+    versions.put("c", documents.Version(t0, 1, ()))
+    assert versions.get("a") is None and len(versions) == 2  # the oldest went
+    versions.forget("b")
+    versions.put("c", None)
+    assert len(versions) == 0
+
+
 # ---------------------------------------------------------------------- size rule
 
 

@@ -1,7 +1,9 @@
 """Firestore: Google's emulator, started once per pytest process; a collection per store.
 
 Round trips are counted on the wire: a gRPC client interceptor on the store's channels sees
-every RPC (each retry attempt too) and files it under reads or writes by method name.
+every RPC (each retry attempt too) and files it under reads or writes by method name. It
+also notes how many writes each Commit carries (Firestore bills each one): the store's
+`commits`.
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ def url(folder: Path, services: contextlib.ExitStack) -> str:
     return f"firestore://{PROJECT}/{unique_name()}?emulator_host={emulator_host(services)}"
 
 
-def _record(trips: RoundTrips, method: str) -> None:
+def _record(trips: RoundTrips, method: str, commits: list[int], request: Any) -> None:
     name = method.rsplit("/", 1)[-1]
+    if name == "Commit":
+        commits.append(len(request.writes))
     if name in READS:
         trips.reads.append(name)
     elif name in WRITES or name in OTHER:
@@ -83,28 +87,28 @@ class _Counter(
     grpc.StreamUnaryClientInterceptor,
     grpc.StreamStreamClientInterceptor,
 ):
-    def __init__(self, record: Callable[[str], None]) -> None:
+    def __init__(self, record: Callable[[str, Any], None]) -> None:
         self.record = record
 
     def _call(self, continuation: Any, details: Any, request: Any) -> Any:
-        self.record(details.method)
+        self.record(details.method, request)
         return continuation(details, request)
 
     intercept_unary_unary = intercept_unary_stream = _call
     intercept_stream_unary = intercept_stream_stream = _call
 
 
-def _async_counters(record: Callable[[str], None]) -> list[grpc.aio.ClientInterceptor]:
+def _async_counters(record: Callable[[str, Any], None]) -> list[grpc.aio.ClientInterceptor]:
     class UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
         async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-            record(details.method)
+            record(details.method, request)
             return await continuation(details, request)
 
     class UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
         async def intercept_unary_stream(
             self, continuation: Any, details: Any, request: Any
         ) -> Any:
-            record(details.method)
+            record(details.method, request)
             return await continuation(details, request)
 
     return [UnaryUnary(), UnaryStream()]
@@ -114,14 +118,16 @@ class CountingFirestoreStore(FirestoreStore):
     """The store as shipped, with a counting interceptor on each channel it opens."""
 
     trips: RoundTrips
+    commits: list[int]  # the writes of each Commit sent, in order
 
     def _channel(
         self, target: str, credentials: Any, emulator: str | None, asynchronous: bool
     ) -> Any:
         assert emulator is not None, "tests run against the emulator"
 
-        def record(method: str) -> None:
-            _record(self.trips, method.decode() if isinstance(method, bytes) else method)
+        def record(method: str | bytes, request: Any) -> None:
+            name = method.decode() if isinstance(method, bytes) else method
+            _record(self.trips, name, self.commits, request)
 
         if asynchronous:
             return grpc.aio.insecure_channel(
@@ -135,4 +141,5 @@ def instrument(url: str, trips: RoundTrips) -> FirestoreStore:
     parsed = StoreURL.parse(url)
     store = CountingFirestoreStore.from_url(parsed, dict(parsed.query))
     store.trips = trips
+    store.commits = []
     return store

@@ -14,10 +14,20 @@ Layout of a document (its id is the hashed session id):
 Writes change single entries of ``d`` (update masks like ``d.`k%41```), so two requests
 that change different keys of one session both keep their change.
 
-Saving without resurrecting an expired session, in one write. Firestore's preconditions
-can only say "exists" or "last updated at", never "expires_at > now", and the contract
-allows neither a read before a save nor a transaction (a read plus a commit). So a save is
-one Commit of two writes to the document, applied atomically and in order:
+Saving without resurrecting an expired session. Firestore's preconditions can only say
+"exists" or "last updated at T", never "expires_at > now", and the contract allows
+neither a read before a save nor a transaction (a read plus a commit). A save is one
+Commit, of one write or of two:
+
+One write (`Direct`), when this process knows the document's version: a load, create or
+save here saw it live until E at update time U, with these keys. The write carries the
+precondition "last updated at U", so Firestore applies it only to that very version, and
+the store sends it only if E > t (t: the time of the save). Applied, it proves the
+session was live at t; refused (FailedPrecondition: another write came first, or a
+delete), nothing was written and the store sends the two-write commit below. The write
+sets expires_us = expires_at = R and, knowing the keys, the whole `keys` array.
+
+Two writes (`Guarded`), without a known version, applied atomically and in order:
 
     1. expires_us += R - t - 1        (precondition: the document exists)
     2. set the changed keys (and their order), expires_at = R, user_id;
@@ -28,13 +38,17 @@ with R the new expiry and t the time of the save, in microseconds. If the sessio
 expires_us == expires_at again. If it had expired (expires_us <= t), expires_us ends below
 R, and a document whose expires_us is below its expires_at reads as expired. The commit
 returns the value of expires_us, so the store knows at once: it deletes that document (a
-second call, on this path only) and raises SessionGone. The details are in
-docs/stores/firestore.md.
+second call, on this path only) and raises SessionGone.
+
+Both leave the same layout, so servers of either kind share sessions. The details and
+the figures (Firestore bills each write of a commit) are in docs/stores/firestore.md.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -109,27 +123,161 @@ def meta(doc: Mapping[str, Any]) -> str | None:
 
 
 def record(snapshot: Any) -> EncodedRecord | None:
+    return loaded(snapshot)[0]
+
+
+def loaded(snapshot: Any) -> tuple[EncodedRecord | None, Version | None]:
+    """The record a snapshot holds, and its version (None unless it is marked live)."""
     if not snapshot.exists:
-        return None
+        return None, None
     doc = snapshot.to_dict() or {}
     fields, expires_at, guard = doc.get(DATA), doc.get(EXPIRES_AT), doc.get(EXPIRES_US)
     if not (
         isinstance(fields, dict) and isinstance(expires_at, datetime) and isinstance(guard, int)
     ):
         logger.warning("a firestore document that is not a cloudsessions session was ignored")
-        return None
+        return None, None
     expires = us_of(expires_at)
     if guard < expires:
-        return None  # a save reached it after it had expired: see the module docstring
+        return None, None  # a save reached it after it had expired: see the module docstring
+    keys = doc.get(KEYS)
+    keys = [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
     # Firestore returns map entries sorted; `keys` keeps the session's own order.
-    ordered = {f: fields[f] for f in doc.get(KEYS) or () if f in fields}
+    ordered = {f: fields[f] for f in keys if f in fields}
     if len(ordered) < len(fields):
         ordered.update(fields)
     # JSON text is a string; a counter (Store.increment) is a native integer.
     counters = {f: v for f, v in ordered.items() if type(v) is int}
     for field in counters:
         del ordered[field]
-    return EncodedRecord(ordered, expires / 1_000_000, doc.get(USER_ID), counters, meta(doc))
+    found = EncodedRecord(ordered, expires / 1_000_000, doc.get(USER_ID), counters, meta(doc))
+    return found, Version(snapshot.update_time, expires, tuple(keys))
+
+
+# ----------------------------------------------------------- one write per save
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """What a document was when last updated at `update_time` (as Firestore reports it):
+    marked live (expires_us == expires_at), expiring at `expires` (microseconds), with the
+    `keys` array as stored. True of that version forever: a write conditioned on the
+    update time applies to that version only."""
+
+    update_time: datetime
+    expires: int
+    keys: tuple[str, ...]
+
+
+class Versions:
+    """The newest version of each document this process read or wrote, for the next
+    save's one write; the oldest entries go beyond `capacity` (a request needs its entry
+    from its load to its save). A missing or outdated entry costs the two-write commit,
+    never a wrong write."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, Version] = OrderedDict()
+
+    def get(self, rid: str) -> Version | None:
+        with self._lock:
+            return self._seen.get(rid)
+
+    def put(self, rid: str, version: Version | None) -> None:
+        with self._lock:
+            if version is None:
+                self._seen.pop(rid, None)
+                return
+            known = self._seen.pop(rid, None)
+            # A load answered after a later write must not replace that write's version.
+            self._seen[rid] = (
+                known if known and known.update_time > version.update_time else version
+            )
+            while len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+
+    def forget(self, rid: str) -> None:
+        self.put(rid, None)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+@dataclass(frozen=True)
+class Direct:
+    """A save or an increment as one write, applied only if the document is still
+    `base` (see the module docstring)."""
+
+    update: dict[str, Any]
+    base: Version
+    expires: int
+    keys: tuple[str, ...]
+
+    def batch(self, client: Any, ref: Any) -> Any:
+        batch = client.batch()
+        unchanged = firestore.Client.write_option(last_update_time=self.base.update_time)
+        batch.update(ref, self.update, option=unchanged)
+        return batch
+
+    def version(self, results: Sequence[Any]) -> Version:
+        """The document's version after this write, from its commit's results."""
+        return Version(results[0].update_time, self.expires, self.keys)
+
+
+def _live(base: Version | None, now: float) -> bool:
+    # The guard's own test (see guarded()): expires_us > t, in whole microseconds.
+    return base is not None and base.expires > math.floor(now * 1e6)
+
+
+def _direct(
+    base: Version,
+    update: dict[str, Any],
+    removed: Sequence[str],
+    added: Sequence[str],
+    expires: int,
+) -> Direct:
+    # The document is exactly `base` when this applies, so the new key order is known:
+    # what ArrayRemove then ArrayUnion would leave, written whole (one value, not two
+    # transforms of one field).
+    gone = set(removed)
+    keys = [k for k in base.keys if k not in gone]
+    keys += [k for k in dict.fromkeys(added) if k not in keys]
+    if keys != list(base.keys):
+        update[KEYS] = keys
+    update[EXPIRES_AT] = timestamp(expires)
+    update[EXPIRES_US] = expires
+    return Direct(update, base, expires, tuple(keys))
+
+
+def direct_save(
+    base: Version | None, changes: Changes, expires_at: float, user_id: str | None, now: float
+) -> Direct | None:
+    """The save as one write on `base`, or None if this process does not know the
+    document live at `now` (then: save(), two writes)."""
+    if base is None or not _live(base, now):
+        return None
+    update: dict[str, Any] = {data_path(f): v for f, v in changes.set_fields.items()}
+    for field in changes.removed_fields:
+        update[data_path(field)] = firestore.DELETE_FIELD
+    update[USER_ID] = user_id
+    if changes.meta is not None:  # else the stored metadata stays as it is
+        update[META] = changes.meta
+    expires = us(expires_at)
+    return _direct(base, update, changes.removed_fields, list(changes.set_fields), expires)
+
+
+def direct_increment(
+    base: Version | None, field: str, delta: int, expires_at: float, now: float
+) -> Direct | None:
+    """The increment as one write on `base`, or None (then: increment(), two writes)."""
+    if base is None or not _live(base, now):
+        return None
+    update: dict[str, Any] = {data_path(field): firestore.Increment(delta)}
+    return _direct(base, update, (), [field], us(expires_at))
+
+
+# ----------------------------------------------------------- two writes per save
 
 
 @dataclass(frozen=True)
@@ -195,22 +343,16 @@ def counter(results: Sequence[Any]) -> int:
 
 def increment_from(
     snapshot: Any, field: str, delta: int, base: int, expires_at: float, now: float
-) -> tuple[int, dict[str, Any], Any]:
-    """The new value, the update and its write option that make a plain integer (`base`)
-    a counter, from a read of the document: Firestore's transforms cannot start from a
-    value of ours when the field is not a number, so the update is applied only if the
-    document is unchanged since that read."""
-    found = record(snapshot)
-    if found is None or found.expires_at <= now:
+) -> tuple[int, Direct]:
+    """The new value, and the one write that makes a plain integer (`base`) a counter,
+    from a read of the document: Firestore's transforms cannot start from a value of ours
+    when the field is not a number, so the write applies only if the document is
+    unchanged since that read."""
+    found, version = loaded(snapshot)
+    if found is None or version is None or found.expires_at <= now:
         raise SessionGone("the session was deleted or has expired")
-    value, expires = found.counters.get(field, base) + delta, us(expires_at)
-    update = {
-        data_path(field): value,
-        KEYS: firestore.ArrayUnion([field]),
-        EXPIRES_AT: timestamp(expires),
-        EXPIRES_US: expires,
-    }
-    return value, update, firestore.Client.write_option(last_update_time=snapshot.update_time)
+    value = found.counters.get(field, base) + delta
+    return value, _direct(version, {data_path(field): value}, (), [field], us(expires_at))
 
 
 def size(path: Sequence[str], encoded: EncodedRecord) -> int:

@@ -1,8 +1,10 @@
 """The Firestore store: its clients and errors, and the session operations.
 
 This is the request path: every operation is one RPC (the writes are in documents.py),
-but revoke, a read and a conditional delete (see _revoke). Provisioning, checks, purge and
-the per-user queries are in admin.py; the options in options.py.
+but revoke, a read and a conditional delete (see _revoke). A save or an increment is one
+write when this process knows the document's version (see documents.Versions), else the
+two-write commit. Provisioning, checks, purge and the per-user queries are in admin.py;
+the options in options.py.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ class FirestoreStore(Store):
         # another event loop.
         self._sync = PerProcess(lambda: client or self._new_client(False), self._disconnect)
         self._async = PerLoop(self._open_async)
+        # What this process last saw of each document, for one-write saves.
+        self._versions = PerProcess(documents.Versions)
         self._rpc = call_options(options, gretry.Retry)
         self._arpc = call_options(options, gretry.AsyncRetry)
 
@@ -235,19 +239,27 @@ class FirestoreStore(Store):
     def _load(self, rid: str) -> EncodedRecord | None:
         ref = self._sync.get().document(*self.path, rid)
         with self._errors("load a session"):
-            return documents.record(ref.get(**self._rpc))
+            found, version = documents.loaded(ref.get(**self._rpc))
+        self._versions.get().put(rid, version)
+        return found
 
     def _create(self, rid: str, record: EncodedRecord) -> None:
         ref = self._sync.get().document(*self.path, rid)
         with self._errors("create a session"):
-            ref.create(documents.document(record), **self._rpc)
+            result = ref.create(documents.document(record), **self._rpc)
+        self._versions.get().put(rid, _created(result, record))
 
     def _save(
         self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
     ) -> None:
+        base = self._versions.get().get(rid)
+        direct = documents.direct_save(base, changes, expires_at, user_id, now)
+        if direct is not None and self._direct(rid, direct, "save a session") is not None:
+            return
         self._commit(rid, documents.save(changes, expires_at, user_id, now), "save a session")
 
     def _delete(self, rid: str) -> None:
+        self._versions.get().forget(rid)
         ref = self._sync.get().document(*self.path, rid)
         with self._errors("delete a session"):
             ref.delete(**self._rpc)
@@ -257,10 +269,33 @@ class FirestoreStore(Store):
     ) -> int:
         if base:
             return self._increment_from(rid, field, delta, base, expires_at, now)
+        what = "increment a session counter"
+        known = self._versions.get().get(rid)
+        direct = documents.direct_increment(known, field, delta, expires_at, now)
+        if direct is not None and (results := self._direct(rid, direct, what)) is not None:
+            return documents.counter(results)
         writes = documents.increment(field, delta, expires_at, now)
-        return documents.counter(self._commit(rid, writes, "increment a session counter"))
+        return documents.counter(self._commit(rid, writes, what))
+
+    def _direct(self, rid: str, write: documents.Direct, what: str) -> Sequence[Any] | None:
+        """The one write on the version this process knows; None if the document changed
+        since (nothing was written: the caller sends the two-write commit)."""
+        client = self._sync.get()
+        versions = self._versions.get()
+        versions.forget(rid)  # until this write's outcome is known
+        batch = write.batch(client, client.document(*self.path, rid))
+        with self._updating(what):
+            try:
+                results: Sequence[Any] = batch.commit(**self._rpc)
+            except gexc.FailedPrecondition:
+                # Changed or deleted since that version. (A database that refuses every
+                # write says so again to the commit the caller sends next.)
+                return None
+        versions.put(rid, write.version(results))
+        return results
 
     def _commit(self, rid: str, writes: documents.Guarded, what: str) -> Sequence[Any]:
+        self._versions.get().forget(rid)  # the keys it leaves are not known here
         client = self._sync.get()
         batch = writes.batch(client, client.document(*self.path, rid))
         with self._updating(what):
@@ -275,15 +310,17 @@ class FirestoreStore(Store):
     ) -> int:
         """A plain integer becomes a counter from its value: read it, then write if the
         document is unchanged since; read again when another write came first."""
-        ref = self._sync.get().document(*self.path, rid)
+        client = self._sync.get()
+        ref = client.document(*self.path, rid)
         for pause in self._conflict_pauses():
             with self._updating("increment a session counter"):
                 snapshot = ref.get(**self._rpc)
-                value, update, unchanged = documents.increment_from(
+                value, write = documents.increment_from(
                     snapshot, field, delta, base, expires_at, now
                 )
                 with contextlib.suppress(gexc.FailedPrecondition):
-                    ref.update(update, option=unchanged, **self._rpc)
+                    results = write.batch(client, ref).commit(**self._rpc)
+                    self._versions.get().put(rid, write.version(results))
                     return value
             time.sleep(pause)
         raise self._conflicting("increment")
@@ -305,6 +342,7 @@ class FirestoreStore(Store):
                 if not snapshot.exists or owner != user_id:
                     return False  # gone already, or another user's
                 unchanged = firestore.Client.write_option(last_update_time=snapshot.update_time)
+                self._versions.get().forget(rid)
                 # Changed or deleted since the read (the emulator says FailedPrecondition
                 # for both; NotFound is taken alike): read it again.
                 with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):
@@ -326,20 +364,28 @@ class FirestoreStore(Store):
     async def _aload(self, rid: str) -> EncodedRecord | None:
         ref = (await self._async.get()).document(*self.path, rid)
         with self._errors("load a session"):
-            return documents.record(await ref.get(**self._arpc))
+            found, version = documents.loaded(await ref.get(**self._arpc))
+        self._versions.get().put(rid, version)
+        return found
 
     async def _acreate(self, rid: str, record: EncodedRecord) -> None:
         ref = (await self._async.get()).document(*self.path, rid)
         with self._errors("create a session"):
-            await ref.create(documents.document(record), **self._arpc)
+            result = await ref.create(documents.document(record), **self._arpc)
+        self._versions.get().put(rid, _created(result, record))
 
     async def _asave(
         self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
     ) -> None:
+        base = self._versions.get().get(rid)
+        direct = documents.direct_save(base, changes, expires_at, user_id, now)
+        if direct is not None and await self._adirect(rid, direct, "save a session") is not None:
+            return
         writes = documents.save(changes, expires_at, user_id, now)
         await self._acommit(rid, writes, "save a session")
 
     async def _adelete(self, rid: str) -> None:
+        self._versions.get().forget(rid)
         ref = (await self._async.get()).document(*self.path, rid)
         with self._errors("delete a session"):
             await ref.delete(**self._arpc)
@@ -349,10 +395,29 @@ class FirestoreStore(Store):
     ) -> int:
         if base:
             return await self._aincrement_from(rid, field, delta, base, expires_at, now)
+        what = "increment a session counter"
+        known = self._versions.get().get(rid)
+        direct = documents.direct_increment(known, field, delta, expires_at, now)
+        if direct is not None and (results := await self._adirect(rid, direct, what)) is not None:
+            return documents.counter(results)
         writes = documents.increment(field, delta, expires_at, now)
-        return documents.counter(await self._acommit(rid, writes, "increment a session counter"))
+        return documents.counter(await self._acommit(rid, writes, what))
+
+    async def _adirect(self, rid: str, write: documents.Direct, what: str) -> Sequence[Any] | None:
+        client = await self._async.get()
+        versions = self._versions.get()
+        versions.forget(rid)
+        batch = write.batch(client, client.document(*self.path, rid))
+        with self._updating(what):
+            try:
+                results: Sequence[Any] = await batch.commit(**self._arpc)
+            except gexc.FailedPrecondition:
+                return None
+        versions.put(rid, write.version(results))
+        return results
 
     async def _acommit(self, rid: str, writes: documents.Guarded, what: str) -> Sequence[Any]:
+        self._versions.get().forget(rid)
         client = await self._async.get()
         batch = writes.batch(client, client.document(*self.path, rid))
         with self._updating(what):
@@ -365,15 +430,17 @@ class FirestoreStore(Store):
     async def _aincrement_from(
         self, rid: str, field: str, delta: int, base: int, expires_at: float, now: float
     ) -> int:
-        ref = (await self._async.get()).document(*self.path, rid)
+        client = await self._async.get()
+        ref = client.document(*self.path, rid)
         for pause in self._conflict_pauses():
             with self._updating("increment a session counter"):
                 snapshot = await ref.get(**self._arpc)
-                value, update, unchanged = documents.increment_from(
+                value, write = documents.increment_from(
                     snapshot, field, delta, base, expires_at, now
                 )
                 with contextlib.suppress(gexc.FailedPrecondition):
-                    await ref.update(update, option=unchanged, **self._arpc)
+                    results = await write.batch(client, ref).commit(**self._arpc)
+                    self._versions.get().put(rid, write.version(results))
                     return value
             await asyncio.sleep(pause)
         raise self._conflicting("increment")
@@ -387,6 +454,12 @@ class FirestoreStore(Store):
     _purge_expired = admin.purge_expired
     _for_user = admin.for_user
     _delete_for_user = admin.delete_for_user
+
+
+def _created(result: Any, record: EncodedRecord) -> documents.Version:
+    """The version a create wrote (documents.document): live, keys in the record's order."""
+    expires = documents.us(record.expires_at)
+    return documents.Version(result.update_time, expires, tuple(record.fields))
 
 
 @contextlib.contextmanager
