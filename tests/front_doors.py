@@ -294,7 +294,7 @@ class Door:
     def get(self, path: str, **params: str) -> Answer: ...
     @property
     def sid(self) -> str | None: ...
-    def plant(self, value: str) -> None: ...
+    def plant(self, value: str, name: str | None = None) -> None: ...
     def another(self) -> Door: ...
 
     def write(self, **values: Any) -> Answer:
@@ -358,8 +358,8 @@ class DjangoDoor(Door):
         morsel = self.client.cookies.get(self.cookie_name)
         return (morsel.value or None) if morsel is not None else None
 
-    def plant(self, value: str) -> None:
-        self.client.cookies[self.cookie_name] = value
+    def plant(self, value: str, name: str | None = None) -> None:
+        self.client.cookies[name or self.cookie_name] = value
 
     def another(self) -> Door:
         return DjangoDoor(self.store)
@@ -385,8 +385,8 @@ class FlaskDoor(Door):
         cookie = self.client.get_cookie(self.cookie_name)
         return None if cookie is None else cookie.value
 
-    def plant(self, value: str) -> None:
-        self.client.set_cookie(self.cookie_name, value)
+    def plant(self, value: str, name: str | None = None) -> None:
+        self.client.set_cookie(name or self.cookie_name, value)
 
     def another(self) -> Door:
         return FlaskDoor(self.store, self.app)
@@ -416,8 +416,8 @@ class AsgiDoor(Door):
     def sid(self) -> str | None:
         return self.client.cookies.get(self.cookie_name)
 
-    def plant(self, value: str) -> None:
-        self.client.cookies.set(self.cookie_name, value, domain="testserver.local")
+    def plant(self, value: str, name: str | None = None) -> None:
+        self.client.cookies.set(name or self.cookie_name, value, domain="testserver.local")
 
     def another(self) -> Door:
         return AsgiDoor(self.store, self.app, self.backend, self.stack)
@@ -454,6 +454,7 @@ def open_door(
     outages: Literal["raise", "503"] | None = None,
     refresh_after: float | None = DEFAULT,
     metadata: Any = DEFAULT,
+    migrate_from: Any = DEFAULT,
     **framework: Any,
 ) -> Iterator[Door]:
     """A browser on a fresh app of the door `name` on `store`.
@@ -462,8 +463,8 @@ def open_door(
     move the session to a new id); outages "raise" (the StoreUnavailable reaches the test)
     or "503" (what users get), None for the door's default; refresh_after (Flask and ASGI;
     None = never, which Flask spells SESSION_REFRESH_EACH_REQUEST = False); metadata (each
-    door's METADATA setting). `framework`: the framework's own settings (Django settings,
-    Flask config, ASGI parameters).
+    door's METADATA setting); migrate_from (each door's MIGRATE_FROM). `framework`: the
+    framework's own settings (Django settings, Flask config, ASGI parameters).
     """
     with contextlib.ExitStack() as stack:
         if name == "django":
@@ -475,6 +476,8 @@ def open_door(
             settings = {"STORE": store, "ROTATE_ON_LOGIN": rotate_on_login}
             if metadata is not DEFAULT:
                 settings["METADATA"] = metadata
+            if migrate_from is not DEFAULT:
+                settings["MIGRATE_FROM"] = migrate_from
             framework = {"MIDDLEWARE": [f"{middleware}.middleware.SessionMiddleware"], **framework}
             stack.enter_context(override_settings(CLOUDSESSIONS=settings, **framework))
             yield DjangoDoor(store)
@@ -482,6 +485,8 @@ def open_door(
             config = {"TESTING": outages != "503", "CLOUDSESSIONS_ROTATE_ON_LOGIN": rotate_on_login}
             if metadata is not DEFAULT:
                 config["CLOUDSESSIONS_METADATA"] = metadata
+            if migrate_from is not DEFAULT:
+                config["CLOUDSESSIONS_MIGRATE_FROM"] = migrate_from
             if refresh_after is None:
                 config["SESSION_REFRESH_EACH_REQUEST"] = False
             elif refresh_after is not DEFAULT:
@@ -493,6 +498,8 @@ def open_door(
                 options["refresh_after"] = refresh_after
             if metadata is not DEFAULT:
                 options["metadata"] = metadata
+            if migrate_from is not DEFAULT:
+                options["migrate_from"] = migrate_from
             app = asgi_app(store, **options, **framework)
             yield AsgiDoor(store, app, name.partition("-")[2] or "asyncio", stack)
 

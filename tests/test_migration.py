@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from base64 import b64encode
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -28,6 +29,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
+from itsdangerous import TimestampSigner
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
@@ -40,7 +42,8 @@ from cloudsessions import ConfigurationError, record_id
 from cloudsessions.asgi import SessionMiddleware
 from cloudsessions.django.conf import config
 from cloudsessions.migration import migrated_id
-from tests.front_doors import AsgiDoor, DjangoDoor, FlaskDoor, asgi_app, flask_app
+from cloudsessions.migration.cookies import StarletteCookieSource
+from tests.front_doors import AsgiDoor, DjangoDoor, FlaskDoor, asgi_app, flask_app, open_door
 from tests.stores import Instrumented
 
 DB_ENGINE = "django.contrib.sessions.backends.db"
@@ -426,3 +429,26 @@ def test_a_bulk_copy_killed_halfway_resumes_and_copies_each_session_once(tmp_pat
         assert new.execute("SELECT count(DISTINCT id) FROM cloudsessions").fetchone() == (sessions,)
     with contextlib.closing(sqlite3.connect(tmp_path / "old.sqlite3")) as old:
         assert old.execute("SELECT count(*) FROM django_session").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("door_name", ["django", "flask", "asgi"])
+def test_an_old_cookie_of_another_name_is_read_once_then_deleted(
+    door_name: str, on_store: Instrumented
+) -> None:
+    """A previous backend whose cookie has a name of its own (Google's Firestore tutorial's
+    "session_id", say): read when the browser has no cookie of ours, deleted by the
+    response that moves the session, so it is never looked up again."""
+    secret, data = "old secret", {"_auth_user_id": "21", "_user_id": "21", "cart": "2 kiwis"}
+    payload = b64encode(json.dumps(data).encode())
+    old = TimestampSigner(secret).sign(payload).decode()
+    source = StarletteCookieSource(secret, cookie_name="legacy")
+    with open_door(door_name, on_store.store, migrate_from=source) as browser:
+        browser.plant(old, "legacy")
+        answer = browser.get("/read")
+        assert answer.json["data"] == data
+        assert browser.sid == migrated_id(old)
+        deleted = [c for c in answer.cookies if c.startswith("legacy=")]
+        assert len(deleted) == 1 and "01 jan 1970" in deleted[0].lower(), answer.cookies
+        again = browser.get("/read")
+        assert again.json["data"] == data
+        assert not any(c.startswith("legacy=") for c in again.cookies)

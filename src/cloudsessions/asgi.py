@@ -251,11 +251,16 @@ class SessionMiddleware:
                 f"{max_age}{self.security_flags}",
             )
         elif action is Cookie.DELETE:
-            headers.append(
-                "Set-Cookie",
-                f"{self.session_cookie}=null; path={self.path}; "
-                f"expires=Thu, 01 Jan 1970 00:00:00 GMT; {self.security_flags}",
-            )
+            headers.append("Set-Cookie", self._expired(self.session_cookie))
+        old = state.old_cookie_to_delete
+        if old and old != self.session_cookie:
+            headers.append("Set-Cookie", self._expired(old))
+
+    def _expired(self, name: str) -> str:
+        return (
+            f"{name}=null; path={self.path}; "
+            f"expires=Thu, 01 Jan 1970 00:00:00 GMT; {self.security_flags}"
+        )
 
     async def _send_unavailable(self, send: Send) -> None:
         body = outage.BODY.encode()

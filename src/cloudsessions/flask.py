@@ -317,6 +317,9 @@ class CloudSessionInterface(SessionInterface):
             expires = datetime.fromtimestamp(state.expires_at, UTC) if session.permanent else None
             response.set_cookie(name, state.session_id, expires=expires, **cookie_flags)
             response.vary.add("Cookie")
+        old = state.old_cookie_to_delete
+        if old and old != name:
+            response.delete_cookie(old, domain=cookie_flags["domain"], path=cookie_flags["path"])
 
     def unavailable(self, error: InternalServerError) -> Response | InternalServerError:
         """Flask's 500 handler, turned into a 503 when the session store did not answer."""

@@ -192,6 +192,15 @@ class SessionState:
         self._created_at = record.meta.created_at if record.meta is not None else None
         return data
 
+    @property
+    def old_cookie_to_delete(self) -> str | None:
+        """The previous backend's cookie, when it has a name of its own and this request
+        moved its session: the response deletes it, so it is never looked up again (with a
+        source that keeps its records, it could otherwise bring back a session signed out
+        here)."""
+        migration = self.policy.migration
+        return migration.source.cookie_name if migration is not None and self.migrated else None
+
     def _migrate(self, old_key: str) -> Steps[SessionRecord | None]:
         """The session the previous backend holds under `old_key`, copied into the store.
 

@@ -77,6 +77,17 @@ class SessionStore(SignedInMethods, SessionBase):
     def get_store(cls) -> Store:
         return config().store()
 
+    @classmethod
+    def old_cookie_name(cls) -> str | None:
+        """The previous backend's cookie name, if MIGRATE_FROM's source has one of its own
+        (read by cloudsessions' SessionMiddleware when the browser has no cookie of ours)."""
+        migration = config().migration
+        return migration.source.cookie_name if migration is not None else None
+
+    @property
+    def old_cookie_to_delete(self) -> str | None:
+        return self._core.old_cookie_to_delete
+
     # The session id is the core's: Django's validation (8+ characters) on assignment.
     @property
     def session_key(self) -> str | None:

@@ -31,6 +31,7 @@ requests never call the sync one.
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import UpdateError
@@ -73,7 +74,11 @@ class SessionMiddleware(DjangoSessionMiddleware):
     # request to __acall__ below.
 
     def process_request(self, request: HttpRequest) -> None:
-        super().process_request(request)
+        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        old_name = getattr(self.SessionStore, "old_cookie_name", None)
+        if session_key is None and old_name is not None and (name := old_name()):
+            session_key = request.COOKIES.get(name)  # the previous backend's own cookie
+        request.session = self.SessionStore(session_key)
         # Who is asking, for a signed-in session's metadata (docs/signed-in.md). REMOTE_ADDR
         # is the peer: behind a proxy, set it from X-Forwarded-For in a middleware you trust.
         seen_from = getattr(request.session, "seen_from", None)
@@ -88,7 +93,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         if _is_outage(response):
             return response
         try:
-            return super().process_response(request, response)
+            return _delete_old_cookie(request, super().process_response(request, response))
         except StoreUnavailable:
             return unavailable()
 
@@ -106,9 +111,23 @@ class SessionMiddleware(DjangoSessionMiddleware):
         if _is_outage(response):
             return response
         try:
-            return await _acommit(request, response)
+            return _delete_old_cookie(request, await _acommit(request, response))
         except StoreUnavailable:
             return unavailable()
+
+
+R = TypeVar("R", bound=HttpResponseBase)
+
+
+def _delete_old_cookie(request: HttpRequest, response: R) -> R:
+    # A session moved from a previous backend whose cookie has a name of its own: that
+    # cookie goes, so it is never looked up again (see SessionState.old_cookie_to_delete).
+    old = getattr(getattr(request, "session", None), "old_cookie_to_delete", None)
+    if old and old != settings.SESSION_COOKIE_NAME:
+        response.delete_cookie(
+            old, path=settings.SESSION_COOKIE_PATH, domain=settings.SESSION_COOKIE_DOMAIN
+        )
+    return response
 
 
 async def _acommit(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

@@ -9,6 +9,7 @@ backend is not there to copy: it stays logged out. `cloudsessions migrate` copie
 live old session ahead of time, under the same derived ids, so both paths meet.
 """
 
+from .registry import source_from_url
 from .source import Found, Migration, OldSession, Source, migrated_id
 
-__all__ = ["Found", "Migration", "OldSession", "Source", "migrated_id"]
+__all__ = ["Found", "Migration", "OldSession", "Source", "migrated_id", "source_from_url"]
