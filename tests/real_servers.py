@@ -3,7 +3,8 @@
 Two kinds are served: the front doors' app (tests/front_doors.py) behind a production server
 with several worker processes on one store (`front_door_server`), and the tutorial demo as
 `cloudsessions demo --framework X` serves it (`demo_server`, read with `views_and_greeting`
-and `fingerprint`).
+and `fingerprint`). Any other app a test module defines is served by `app_server` (gunicorn or
+uvicorn on an app factory).
 """
 
 from __future__ import annotations
@@ -78,6 +79,27 @@ def _serving(name: str, argv: list[str], cwd: Path, env: Mapping[str, str]) -> I
     argv = [sys.executable, "-m", *(arg.format(port=port) for arg in argv)]
     with run_server(name, argv, port, cwd=cwd, env={**os.environ, **env}, timeout=60):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def app_server(
+    factory: str, *, asgi: bool = False, workers: int = 2, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """The app `factory` ("module:function", a function of no arguments returning the app)
+    makes, served by gunicorn (WSGI) or uvicorn (`asgi`) with `workers` worker processes,
+    from the repository's root with `env` added to ours, until the with-block ends (then
+    stopped: SIGTERM to its process group). Yields its base URL.
+
+    gunicorn's workers are given a second to stop, not 30: a connection a browser opened
+    ahead of need (Chromium does) would hold each one up until the kill (uvicorn closes
+    idle connections when it stops)."""
+    server = UVICORN if asgi else [*GUNICORN, "--graceful-timeout", "1"]
+    argv = [*server, factory if asgi else f"{factory}()"]
+    at = argv.index("--workers") + 1
+    argv[at] = str(workers)
+    name = f"{factory.rpartition(':')[2]}-{argv[0]}"
+    with _serving(name, argv, Path(__file__).parents[1], env or {}) as base:
+        yield base
 
 
 # ------------------------------------------------------------------ the front doors' app

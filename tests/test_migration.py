@@ -352,6 +352,19 @@ def test_a_dry_run_writes_nothing_and_a_kept_copy_counts_as_already_copied(
     assert DjangoSessionRow.objects.count() == 0
 
 
+def test_a_backend_that_cannot_be_listed_is_a_one_line_error(on_store: Instrumented) -> None:
+    err = StringIO()
+    cache_engine = "django.contrib.sessions.backends.cache"
+    with switched(on_store.store, MIGRATE_FROM=cache_engine), pytest.raises(CommandError) as failed:
+        call_command("cloudsessions", "migrate", "--dry-run", stdout=StringIO(), stderr=err)
+    assert failed.value.returncode == 2
+    assert err.getvalue().splitlines() == [
+        f"error: {cache_engine} cannot be copied in bulk: {cache_engine} cannot list its"
+        " sessions; the read-through copies each at its next request. Nothing was copied;"
+        " keep MIGRATE_FROM on until the old sessions' lifetime has passed"
+    ]
+
+
 def test_no_previous_backend_is_a_one_line_error(on_store: Instrumented) -> None:
     err = StringIO()
     no_source = override_settings(CLOUDSESSIONS={"STORE": on_store.store})

@@ -356,16 +356,22 @@ def migrate(
                 )
             else:
                 out.write(f"checkpoint: {checkpoint}\n")
-        with progress("copying sessions", total=source.count(), stream=bar_stream) as bar:
-            tally, _ = copy_all(
-                source,
-                store,
-                batch_size=args.batch_size,
-                checkpoint=checkpoint,
-                dry_run=args.dry_run,
-                keep_old=args.keep_old,
-                progress=bar.add,
-            )
+        try:
+            with progress("copying sessions", total=source.count(), stream=bar_stream) as bar:
+                tally, _ = copy_all(
+                    source,
+                    store,
+                    batch_size=args.batch_size,
+                    checkpoint=checkpoint,
+                    dry_run=args.dry_run,
+                    keep_old=args.keep_old,
+                    progress=bar.add,
+                )
+        except NotImplementedError as exc:  # a source whose sessions cannot be listed
+            raise ConfigurationError(
+                f"{source.describe()} cannot be copied in bulk: {exc}. Nothing was copied;"
+                " keep MIGRATE_FROM on until the old sessions' lifetime has passed"
+            ) from exc
     finally:
         source.close()
     for line in report(tally):
