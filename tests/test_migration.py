@@ -5,6 +5,7 @@ previous backend's real storage."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -465,3 +466,50 @@ def test_an_old_cookie_of_another_name_is_read_once_then_deleted(
         again = browser.get("/read")
         assert again.json["data"] == data
         assert not any(c.startswith("legacy=") for c in again.cookies)
+
+
+ENGINES = [
+    "django.contrib.sessions.backends.db",
+    "django.contrib.sessions.backends.cached_db",
+    "django.contrib.sessions.backends.cache",
+    "django.contrib.sessions.backends.file",
+    "django.contrib.sessions.backends.signed_cookies",
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda path: path.rsplit(".", 1)[1])
+def test_every_django_engine_is_read_through_djangos_own_api(
+    engine: str, django_session_table: None, on_store: Instrumented, tmp_path: Path
+) -> None:
+    """Each of Django's engines, with its own storage (the database, Django's cache, files,
+    the cookie itself), written by Django: a signed-in session survives the switch with its
+    expiry; one logged out before it stays out."""
+    store_class = importlib.import_module(engine).SessionStore
+    with override_settings(SESSION_FILE_PATH=str(tmp_path), SESSION_COOKIE_AGE=7200):
+        old = store_class()
+        old.update({"_auth_user_id": "31", "cart": "4 limes"})
+        old.save()
+        key = old.session_key
+        assert key is not None
+        browser = DjangoDoor(on_store.store)
+        browser.plant(key)
+        with switched(on_store.store, MIGRATE_FROM=engine):
+            assert browser.get("/read").json["data"] == {"_auth_user_id": "31", "cart": "4 limes"}
+        assert browser.sid == migrated_id(key)
+        record = on_store.store.load(migrated_id(key))
+        assert record is not None and record.user_id == "31"
+        assert record.expires_at == pytest.approx(time.time() + 7200, abs=60)
+        if engine.endswith("signed_cookies"):
+            return  # a signed cookie has no record to delete or to log out
+        assert not store_class().exists(key), "the old record was deleted"
+        gone = store_class()
+        gone.update({"_auth_user_id": "32"})
+        gone.save()
+        gone_key = gone.session_key
+        assert gone_key is not None
+        gone.delete()  # logged out before the switch
+        stranger = DjangoDoor(on_store.store)
+        stranger.plant(gone_key)
+        with switched(on_store.store, MIGRATE_FROM=engine):
+            assert stranger.get("/read").json["data"] == {}
+        assert on_store.store.for_user("32") == []
