@@ -1,9 +1,6 @@
 """Settings for the Django tests: no database is used by our engine (SimpleTestCase
 forbids queries), but Django's test module imports the db-backed session models."""
 
-import tempfile
-from pathlib import Path
-
 SECRET_KEY = "cloudsessions-tests-not-secret"
 USE_TZ = True
 INSTALLED_APPS = [
@@ -13,14 +10,8 @@ INSTALLED_APPS = [
     "sessions_tests",
     "cloudsessions.django",
 ]
-# A file, not ":memory:" (one database per connection, so per thread): the migration tests
-# read Django's own session table from several threads at once.
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(Path(tempfile.mkdtemp(prefix="cloudsessions-django-")) / "db.sqlite3"),
-    }
-}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+
 SESSION_ENGINE = "cloudsessions.django"
 MIDDLEWARE = ["cloudsessions.django.middleware.SessionMiddleware"]
 ROOT_URLCONF = "tests.front_doors"

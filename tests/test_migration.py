@@ -27,7 +27,7 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore as DjangoDbSession
 from django.contrib.sessions.models import Session as DjangoSessionRow
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connections
 from django.test import override_settings
 from django.utils import timezone
 from itsdangerous import TimestampSigner
@@ -50,18 +50,36 @@ from tests.stores import Instrumented
 DB_ENGINE = "django.contrib.sessions.backends.db"
 
 
+OLD_SITE = "old_site"  # the database alias of the site's previous session table
+
+
+class OldSiteRouter:
+    """Django's Session model on the old site's database, everything else as it was."""
+
+    def db_for_read(self, model: type, **hints: Any) -> str | None:
+        return OLD_SITE if model is DjangoSessionRow else None
+
+    db_for_write = db_for_read
+
+
 @pytest.fixture(scope="module")
-def django_session_table() -> Iterator[None]:
-    """Django's own session table, in the test database (made here unless another test
-    module's `migrate` made it), emptied before each test."""
-    made = DjangoSessionRow._meta.db_table not in connection.introspection.table_names()
-    if made:
-        with connection.schema_editor() as editor:
+def django_session_table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Django's own session table in a database of its own: an SQLite file (the test
+    settings' database is ":memory:", one per connection, and some tests read the old
+    sessions from several threads), reached through a router, so that nothing else of the
+    test process's database changes."""
+    path = tmp_path_factory.mktemp("old-site") / "old-site.sqlite3"
+    connections.settings[OLD_SITE] = {**connections.settings["default"], "NAME": str(path)}
+    routed = override_settings(DATABASE_ROUTERS=[OldSiteRouter()])
+    routed.enable()
+    try:
+        with connections[OLD_SITE].schema_editor() as editor:
             editor.create_model(DjangoSessionRow)
-    yield
-    if made:
-        with connection.schema_editor() as editor:
-            editor.delete_model(DjangoSessionRow)
+        yield
+    finally:
+        routed.disable()
+        connections[OLD_SITE].close()
+        del connections.settings[OLD_SITE]
 
 
 @pytest.fixture(autouse=True)
@@ -123,10 +141,14 @@ def test_a_session_logged_out_before_the_switch_stays_logged_out(
 
 
 def test_concurrent_first_requests_of_one_old_session_end_with_one_session(
-    django_session_table: None, on_store: Instrumented
+    on_store: Instrumented,
 ) -> None:
+    """Eight tabs of one browser make their first request at once with one old cookie (a
+    Starlette-signed one: its source needs no database, so the tabs run in threads)."""
     store = on_store.store
-    old_key = old_django_session(_auth_user_id="9", cart="1 fig")
+    data = {"_auth_user_id": "9", "cart": "1 fig"}
+    old_key = TimestampSigner("old").sign(b64encode(json.dumps(data).encode())).decode()
+    source = StarletteCookieSource("old")
     tabs = [DjangoDoor(store) for _ in range(8)]
     for tab in tabs:
         tab.plant(old_key)
@@ -137,13 +159,13 @@ def test_concurrent_first_requests_of_one_old_session_end_with_one_session(
         start.wait()
         answers.append(tab.get("/read").json["data"])
 
-    with switched(store):
+    with override_settings(CLOUDSESSIONS={"STORE": store, "MIGRATE_FROM": source}):
         workers = [threading.Thread(target=visit, args=(tab,)) for tab in tabs]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-    assert answers == [{"_auth_user_id": "9", "cart": "1 fig"}] * len(tabs)
+    assert answers == [data] * len(tabs)
     assert {tab.sid for tab in tabs} == {migrated_id(old_key)}
     assert [s.record_id for s in store.for_user("9")] == [record_id(migrated_id(old_key))]
 
