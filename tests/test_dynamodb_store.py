@@ -710,6 +710,40 @@ def test_consistent_read_is_the_default_and_can_be_turned_off(url: str) -> None:
     assert seen == [True, False]
 
 
+def _text(header: str | bytes) -> str:
+    return header.decode() if isinstance(header, bytes) else header
+
+
+def test_requests_carry_no_client_side_work_dynamodb_does_not_need(url: str) -> None:
+    """A load reads the whole item: a ProjectionExpression costs every read its parsing
+    (in DynamoDB and botocore) and saves nothing, since a read is billed on the whole item.
+    botocore neither validates the requests (the store builds them) nor rebuilds its
+    User-Agent on each call; a wrong option is still reported, from DynamoDB's answer."""
+    loads: list[dict[str, Any]] = []
+    agents: list[str] = []
+    hooks = {
+        "provide-client-params.dynamodb.GetItem": lambda params, **_: loads.append(params),
+        "before-send.dynamodb": lambda request, **_: agents.append(
+            _text(request.headers["User-Agent"])
+        ),
+    }
+    store = open_store(url, event_hooks=hooks)
+    key = new_session_id()
+    store.create(key, live({"a": 1}))
+    assert store.load(key).data == {"a": 1}  # type: ignore[union-attr]
+    assert asyncio.run(store.aload(key)).data == {"a": 1}  # type: ignore[union-attr]
+    store.close()
+    assert len(loads) == 2 and not any("ProjectionExpression" in p for p in loads), loads
+    put, get, aget = agents
+    assert get == put and get.startswith("Boto3/") and aget.startswith("Boto3/"), agents
+    assert all(a.endswith(" cloudsessions") and "ua/2.1" not in a for a in agents), agents
+
+    wrong = open_store(url, partition_key="session_key")  # not the table's key
+    with pytest.raises(ConfigurationError, match="partition_key"):
+        wrong.load(new_session_id())
+    wrong.close()
+
+
 # ------------------------------------------------------------------------ clients
 
 

@@ -411,6 +411,36 @@ def test_destroy_removes_only_this_stores_keys_with_progress(both: Instrumented)
     client.close()
 
 
+def test_writes_load_the_scripts_again_when_the_server_lost_them(both: Instrumented) -> None:
+    """Writes call their scripts by SHA1 (EVALSHA); a server that lost them (restarted
+    empty, SCRIPT FLUSH) gets each back from the first write that needs it, sync and
+    async, on a cluster on every node."""
+    store, client = both.store, raw(both.url)
+    user = live({"a": 1}, user_id="7")
+
+    def writes(session_id: str) -> None:
+        store.create(session_id, user)
+        store.save(session_id, live({"a": 2}, user_id="7"), ["a"])
+        assert store.increment(session_id, "n", expires_at=time.time() + 600) == 1
+        store.delete(session_id)
+
+    async def awrites(session_id: str) -> None:
+        try:
+            await store.acreate(session_id, user)
+            await store.asave(session_id, live({"a": 2}, user_id="7"), ["a"])
+            assert await store.aincrement(session_id, "n", expires_at=time.time() + 600) == 1
+            await store.adelete(session_id)
+        finally:
+            await store.aclose()
+
+    for run in (writes, lambda session_id: asyncio.run(awrites(session_id))):
+        client.script_flush()
+        session_id = new_session_id()
+        run(session_id)
+        assert store.load(session_id) is None
+    client.close()
+
+
 # ------------------------------------------------------------------------- faults
 
 

@@ -31,18 +31,7 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
         return {"id": {"S": rid}}
 
     def raw_load(rid: str) -> object:
-        return client.get_item(
-            TableName=TABLE,
-            Key=key(rid),
-            ConsistentRead=True,
-            ProjectionExpression="#d, #t, #u, #o",
-            ExpressionAttributeNames={
-                "#d": "data",
-                "#t": "ttl",
-                "#u": "user_id",
-                "#o": "key_order",
-            },
-        )["Item"]
+        return client.get_item(TableName=TABLE, Key=key(rid), ConsistentRead=True)["Item"]
 
     def raw_create(rid: str, record: EncodedRecord) -> object:
         item = {
@@ -63,13 +52,18 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
     def raw_save(
         rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
     ) -> object:
+        # The store's UpdateItem for one changed key: the user id set again (which writes
+        # nothing to the keys-only index), or removed for an anonymous session.
         ((field, value),) = changes.set_fields.items()
+        update = "SET #t = :t, #d.#f0 = :v0, #o.#f0 = if_not_exists(#o.#f0, :o0) REMOVE #u"
+        values = {}
+        if user_id is not None:
+            update = "SET #t = :t, #u = :u, #d.#f0 = :v0, #o.#f0 = if_not_exists(#o.#f0, :o0)"
+            values = {":u": {"S": user_id}}
         return client.update_item(
             TableName=TABLE,
             Key=key(rid),
-            UpdateExpression=(
-                "SET #t = :t, #d.#f0 = :v0, #o.#f0 = if_not_exists(#o.#f0, :o0) REMOVE #u"
-            ),
+            UpdateExpression=update,
             ConditionExpression="attribute_exists(#p) AND #t > :now",
             ExpressionAttributeNames={
                 "#p": "id",
@@ -84,6 +78,7 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
                 ":now": {"N": f"{now:.3f}"},
                 ":v0": {"S": value},
                 ":o0": {"N": str(int(now * 1_000_000))},
+                **values,
             },
         )
 

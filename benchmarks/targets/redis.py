@@ -45,7 +45,7 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
 
     def raw_create(rid: str, record: EncodedRecord) -> object:
         now, user = time.time(), record.user_id or ""
-        args: list[object] = [now, *_expiry(record.expires_at), user, index, rid]
+        args: list[object] = [now, *_expiry(record.expires_at), user, index, rid, record.meta or ""]
         for field, value in record.fields.items():
             args += [f"d:{field}", value]
         return client.evalsha(shas["create"], 1, key(rid), *args)
@@ -54,7 +54,7 @@ def target(services: contextlib.ExitStack) -> Iterator[Target]:
         rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
     ) -> object:
         args: list[object] = [now, *_expiry(expires_at), user_id or "", index, rid]
-        args.append(len(changes.set_fields))
+        args += [changes.meta or "", len(changes.set_fields)]
         for field, value in changes.set_fields.items():
             args += [f"d:{field}", value]
         return client.evalsha(shas["save"], 1, key(rid), *args, *changes.removed_fields)

@@ -62,20 +62,11 @@ class Requests:
         self.options = options
         o = options
         self._sort_item = {o.sort_key: {"S": o.sort_key_value}} if o.sort_key else {}
-        names = {
-            "#d": o.data_attribute,
-            "#t": o.ttl_attribute,
-            "#u": o.user_attribute,
-            "#m": o.meta_attribute,
-        }
-        if o.order_attribute:
-            names["#o"] = o.order_attribute
-        self._get: Params = {
-            "TableName": table,
-            "ConsistentRead": o.consistent_read,
-            "ProjectionExpression": ", ".join(names),
-            "ExpressionAttributeNames": names,
-        }
+        # The whole item, with no ProjectionExpression: it holds nothing but what a load
+        # reads (and its key), a read is billed on the whole item either way, and the
+        # expression costs every read its parsing, in DynamoDB and in botocore
+        # (benchmarks/django_latency.py measured about 0.2 ms a read on DynamoDB Local).
+        self._get: Params = {"TableName": table, "ConsistentRead": o.consistent_read}
 
     def key(self, rid: str) -> Params:
         return {self.options.partition_key: {"S": rid}, **self._sort_item}
