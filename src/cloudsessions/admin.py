@@ -345,12 +345,13 @@ def migrate(
             f"from: {source.describe()}{' (dry run: nothing is written)' if args.dry_run else ''}\n"
         )
         checkpoint = None if args.dry_run else Path(args.checkpoint)
+        state = Checkpoint(source.describe(), store.describe())
         if checkpoint is not None:
-            saved = Checkpoint.load(checkpoint, source.describe(), store.describe())
-            if saved.done:
-                checkpoint.unlink()  # that copy was complete: this run starts over
+            saved = Checkpoint.load(checkpoint, state.source, state.store)
+            if saved.done:  # that copy was complete: this run starts over
                 out.write(f"checkpoint: {checkpoint} (an earlier run finished: starting over)\n")
             elif saved.resume is not None:
+                state = saved
                 out.write(
                     f"checkpoint: {checkpoint} (resuming after {saved.tally.read} session(s))\n"
                 )
@@ -358,9 +359,10 @@ def migrate(
                 out.write(f"checkpoint: {checkpoint}\n")
         try:
             with progress("copying sessions", total=source.count(), stream=bar_stream) as bar:
-                tally, _ = copy_all(
+                tally = copy_all(
                     source,
                     store,
+                    state,
                     batch_size=args.batch_size,
                     checkpoint=checkpoint,
                     dry_run=args.dry_run,

@@ -109,27 +109,24 @@ class Checkpoint:
 def copy_all(
     source: Source,
     store: Store,
+    state: Checkpoint,
     *,
     batch_size: int = 500,
     checkpoint: Path | None = None,
     dry_run: bool = False,
     keep_old: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> tuple[Tally, bool]:
-    """Copy every live session of `source` into `store`; returns the tally (this run's and
-    the checkpointed runs' before it) and whether this run resumed a checkpoint.
+) -> Tally:
+    """Copy every live session of `source` into `store` from where `state` stands (a
+    loaded checkpoint, or a new one), saving it to `checkpoint` after each batch; returns
+    the tally (this run's and the checkpointed runs' before it).
 
     `progress` is called with the number of old records each batch read. A dry run writes
     nothing (neither the store, the old backend, nor the checkpoint) and counts what it
     would copy as copied.
     """
-    state = Checkpoint(source.describe(), store.describe())
-    resumed = False
-    if checkpoint is not None and not dry_run:
-        state = Checkpoint.load(checkpoint, state.source, state.store)
-        resumed = state.resume is not None or state.done
-    if state.done:
-        return state.tally, resumed
+    if dry_run:
+        checkpoint = None
     tally = state.tally
     for batch, resume in source.scan(state.resume, batch_size):
         copied = _copy_batch(batch, store, tally, dry_run)
@@ -137,14 +134,14 @@ def copy_all(
             source.discard_many(copied)  # copied or found copied: the old records may go
             tally.discarded += len(copied)
         state.resume = resume
-        if checkpoint is not None and not dry_run:
+        if checkpoint is not None:
             state.save(checkpoint)
         if progress is not None:
             progress(len(batch))
     state.done = True
-    if checkpoint is not None and not dry_run:
+    if checkpoint is not None:
         state.save(checkpoint)
-    return tally, resumed
+    return tally
 
 
 def _copy_batch(batch: list[Found], store: Store, tally: Tally, dry_run: bool) -> list[str]:
