@@ -157,7 +157,10 @@ def test_defaults_are_bounded() -> None:
     assert isinstance(store, DynamoDBStore)
     config = store.client.meta.config
     assert config.connect_timeout <= 5 and config.read_timeout <= 5
-    assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+    # Attempts are many, but the request deadline bounds them all (tests/test_faults.py).
+    assert config.retries == {"mode": "standard", "total_max_attempts": 8}
+    assert store.deadline == 5.0
+    assert config.max_pool_connections == 64  # one per concurrent request
     assert store.options.consistent_read is True
     assert store.max_record_bytes == 400 * 1024
     store.close()

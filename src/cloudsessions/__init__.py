@@ -3,6 +3,7 @@
 from .errors import (
     CloudSessionsError,
     ConfigurationError,
+    DeadlineExceeded,
     SessionExists,
     SessionGone,
     SessionTooLarge,
@@ -21,6 +22,7 @@ __all__ = [
     "Client",
     "CloudSessionsError",
     "ConfigurationError",
+    "DeadlineExceeded",
     "Metadata",
     "MetadataSettings",
     "SessionExists",

@@ -25,6 +25,11 @@ class StoreUnavailable(CloudSessionsError):
     """
 
 
+class DeadlineExceeded(StoreUnavailable):
+    """The request's store time ran out (the store option `deadline`, retries included);
+    what was stored is as it was before the call that ran out (see cloudsessions.deadline)."""
+
+
 class SessionTooLarge(CloudSessionsError):
     """The encoded session exceeds the store's record limit; nothing was written."""
 

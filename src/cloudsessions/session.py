@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import codec, session_ids, signals, steps
+from .deadline import Budget
 from .errors import (
     SessionExists,
     SessionGone,
@@ -87,6 +88,10 @@ class SessionState:
         self.policy = policy
         # Who is asking (address, user agent): recorded by a signed-in session's writes.
         self.client = client
+        # The store time this request may still spend (the store's `deadline`): renewed
+        # when a commit or save ends the request's session work, so an object kept for
+        # longer (a script's Django SessionStore) gets one budget per save.
+        self.budget = Budget(store.deadline)
         self.ask(session_id)
 
     def ask(self, session_id: str | None, *, old_key: str | None = None) -> None:
@@ -142,10 +147,10 @@ class SessionState:
         return self.session_id is not None and not self._unsaved and not self.new and not self.gone
 
     def run(self, plan: Steps[T]) -> T:
-        return drive(self.store, plan)
+        return drive(self.store, plan, self.budget)
 
     async def arun(self, plan: Steps[T]) -> T:
-        return await adrive(self.store, plan)
+        return await adrive(self.store, plan, self.budget)
 
     # ----------------------------------------------------------------- loading
 
@@ -308,6 +313,12 @@ class SessionState:
         An emptied session is deleted; a session ended elsewhere is left alone (the changes
         are dropped, with a warning). Returns what to do with the cookie.
         """
+        try:
+            return (yield from self._commit(data, now))
+        finally:
+            self.budget.renew()
+
+    def _commit(self, data: Mapping[str, Any], now: float | None) -> Steps[Cookie]:
         now = time.time() if now is None else now
         enc = self._encode(data)
         if self.gone:
@@ -342,7 +353,12 @@ class SessionState:
         SessionExists if it is taken. A record ended elsewhere raises SessionGone.
         """
         exact = must_create and self.session_id is not None
-        yield from self._write(self._encode(data), expires_at, touch=not self.wrote, exact=exact)
+        try:
+            yield from self._write(
+                self._encode(data), expires_at, touch=not self.wrote, exact=exact
+            )
+        finally:
+            self.budget.renew()
 
     def create(self, data: Mapping[str, Any], expires_at: float) -> Steps[None]:
         """Store the data under a fresh id (Django's create()); the current id is dropped."""

@@ -16,6 +16,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .deadline import Budget, spending
 from .errors import SessionExists, SessionGone, StoreUnavailable
 from .record import SessionRecord
 from .store import Store
@@ -100,27 +101,37 @@ class _Feed(Generic[T]):
         return call
 
 
-def drive(store: Store, steps: Steps[T]) -> T:
-    """Run `steps` against the sync store API."""
+def drive(store: Store, steps: Steps[T], budget: Budget | None = None) -> T:
+    """Run `steps` against the sync store API, each call's time taken from `budget` (the
+    request's, see cloudsessions.deadline) if given."""
     feed = _Feed(steps)
     with contextlib.closing(steps):
         while (call := feed.next()) is not None:
             target = store if call.target is None else call.target
             try:
-                feed.result = getattr(target, call.method)(*call.args, **call.kwargs)
+                with _spending(budget, call):
+                    feed.result = getattr(target, call.method)(*call.args, **call.kwargs)
             except (SessionExists, SessionGone, StoreUnavailable) as exc:
                 feed.error = exc
         return feed.value  # type: ignore[no-any-return]
 
 
-async def adrive(store: Store, steps: Steps[T]) -> T:
+async def adrive(store: Store, steps: Steps[T], budget: Budget | None = None) -> T:
     """Run `steps` against the async store API (no thread hop for native async stores)."""
     feed = _Feed(steps)
     with contextlib.closing(steps):
         while (call := feed.next()) is not None:
             target = store if call.target is None else call.target
             try:
-                feed.result = await getattr(target, "a" + call.method)(*call.args, **call.kwargs)
+                with _spending(budget, call):
+                    method = getattr(target, "a" + call.method)
+                    feed.result = await method(*call.args, **call.kwargs)
             except (SessionExists, SessionGone, StoreUnavailable) as exc:
                 feed.error = exc
         return feed.value  # type: ignore[no-any-return]
+
+
+def _spending(budget: Budget | None, call: Call) -> contextlib.AbstractContextManager[None]:
+    if budget is None:
+        return contextlib.nullcontext()
+    return spending(budget, call.method.replace("_", " "))

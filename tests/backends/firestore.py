@@ -57,7 +57,7 @@ def emulator_host(services: contextlib.ExitStack) -> str:
 def warm_up(host: str) -> None:
     """One read and one write with a long timeout: a fresh emulator's JVM takes seconds
     over its first calls, which would trip the stores' few-second bounds under test."""
-    store = open_store(f"firestore://{PROJECT}/warm-up?emulator_host={host}&timeout=60")
+    store = open_store(f"firestore://{PROJECT}/warm-up?emulator_host={host}&timeout=60&deadline=60")
     key = new_session_id()
     store.load(key)
     store.create(key, SessionRecord({}, time.time() + 60))

@@ -57,6 +57,7 @@ class CachedStore(Store):
         self.store = store
         self.options = cache_options(options)
         self.max_record_bytes = store.max_record_bytes
+        self.deadline = store.deadline  # a request's store time, the cache's included
         self.local = (
             LocalTier(self.options.max_staleness, self.options.max_entries, self.options.max_bytes)
             if self.options.local_tier

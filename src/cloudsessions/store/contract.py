@@ -16,6 +16,7 @@ of anyio's worker threads.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -27,8 +28,8 @@ from typing import Any, ClassVar, Self, TypeVar
 import anyio.to_thread
 import sniffio
 
-from .. import codec, metadata, session_ids, signals, telemetry
-from ..errors import SessionGone, SessionTooLarge
+from .. import codec, deadline, metadata, session_ids, signals, telemetry
+from ..errors import DeadlineExceeded, SessionGone, SessionTooLarge
 from ..record import Changes, CheckResult, EncodedRecord, Metadata, SessionInfo, SessionRecord
 from .translate import ErrorKind, translated
 from .url import StoreURL
@@ -44,6 +45,37 @@ T = TypeVar("T")
 RECORD_OVERHEAD = 512
 
 
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _bounded(what: str) -> Callable[[Method], Method]:
+    """A public sync call: within the running request's deadline, or one of its own."""
+
+    def decorate(method: Method) -> Method:
+        @functools.wraps(method)
+        def call(store: Store, /, *args: Any, **kwargs: Any) -> Any:
+            with deadline.call(store.deadline, what):
+                return method(store, *args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return decorate
+
+
+def _abounded(what: str) -> Callable[[Method], Method]:
+    """The async twin of _bounded()."""
+
+    def decorate(method: Method) -> Method:
+        @functools.wraps(method)
+        async def call(store: Store, /, *args: Any, **kwargs: Any) -> Any:
+            with deadline.call(store.deadline, what):
+                return await method(store, *args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return decorate
+
+
 class Store(abc.ABC):
     kind: ClassVar[str]
     """The name in messages and errors, e.g. "sqlite"."""
@@ -52,9 +84,13 @@ class Store(abc.ABC):
     error_kinds: ClassVar[tuple[ErrorKind, ...]] = ()
     """Which SDK errors become which of ours, applied by _errors()."""
 
-    def __init__(self, *, max_record_bytes: int | None = None) -> None:
+    def __init__(
+        self, *, max_record_bytes: int | None = None, deadline: float = deadline.DEFAULT
+    ) -> None:
         limit = self.default_max_record_bytes
         self.max_record_bytes = min(max_record_bytes, limit) if max_record_bytes else limit
+        # Seconds of store time a request may spend, retries included (cloudsessions.deadline).
+        self.deadline = deadline
 
     @classmethod
     @abc.abstractmethod
@@ -67,6 +103,7 @@ class Store(abc.ABC):
     # ----------------------------------------------------------------- public (sync)
 
     @telemetry.traced("load")
+    @_bounded("load a session")
     def load(self, session_id: str) -> SessionRecord | None:
         """The live record of `session_id`, or None (unknown, expired, malformed); no write."""
         if not session_ids.is_valid_session_id(session_id):
@@ -74,11 +111,13 @@ class Store(abc.ABC):
         return self._decode(self._load(session_ids.record_id(session_id)))
 
     @telemetry.traced("create")
+    @_bounded("create a session")
     def create(self, session_id: str, record: SessionRecord) -> None:
         """Insert only if absent; raises SessionExists if the id is taken."""
         self._create(_rid_for_write(session_id), self._encode(record))
 
     @telemetry.traced("save")
+    @_bounded("save a session")
     def save(self, session_id: str, record: SessionRecord, changed: Iterable[str]) -> None:
         """Write the `changed` keys of a live record (absent from record.data = removed).
 
@@ -88,6 +127,7 @@ class Store(abc.ABC):
         self._save(rid, changes, record.expires_at, record.user_id, time.time())
 
     @telemetry.traced("increment")
+    @_bounded("increment a counter")
     def increment(
         self, session_id: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
     ) -> int:
@@ -102,6 +142,7 @@ class Store(abc.ABC):
         return self._increment(rid, field, delta, base, expires_at, time.time())
 
     @telemetry.traced("delete")
+    @_bounded("delete a session")
     def delete(self, session_id: str) -> None:
         """Remove the record; idempotent."""
         if session_ids.is_valid_session_id(session_id):
@@ -113,6 +154,7 @@ class Store(abc.ABC):
         return self._purge_expired(time.time(), batch_size, progress)
 
     @telemetry.traced("for_user")
+    @_bounded("list the sessions of a user")
     def for_user(self, user_id: str, *, current: str | None = None) -> list[SessionInfo]:
         """The live sessions of one user, found through an index, most recent first.
 
@@ -122,6 +164,7 @@ class Store(abc.ABC):
         return _listing(self._for_user(str(user_id)), current)
 
     @telemetry.traced("revoke")
+    @_bounded("revoke a session")
     def revoke(self, user_id: str, handle: str) -> bool:
         """Revoke the session `handle` (from for_user) names, if it is one of `user_id`'s.
 
@@ -135,6 +178,7 @@ class Store(abc.ABC):
         return revoked
 
     @telemetry.traced("delete_for_user")
+    @_bounded("delete the sessions of a user")
     def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of one user except `keep` (a session id); returns the count."""
         count = len(self._delete_for_user(str(user_id), _keep_rid(keep)))
@@ -144,6 +188,7 @@ class Store(abc.ABC):
     # ---------------------------------------------------------------- public (async)
 
     @telemetry.atraced("load")
+    @_abounded("load a session")
     async def aload(self, session_id: str) -> SessionRecord | None:
         if not session_ids.is_valid_session_id(session_id):
             return None
@@ -151,17 +196,20 @@ class Store(abc.ABC):
         return self._decode(await self._native(self._aload, self._load, rid))
 
     @telemetry.atraced("create")
+    @_abounded("create a session")
     async def acreate(self, session_id: str, record: SessionRecord) -> None:
         rid, encoded = _rid_for_write(session_id), self._encode(record)
         await self._native(self._acreate, self._create, rid, encoded)
 
     @telemetry.atraced("save")
+    @_abounded("save a session")
     async def asave(self, session_id: str, record: SessionRecord, changed: Iterable[str]) -> None:
         rid, changes = self._prepare_save(session_id, record, changed)
         args = (rid, changes, record.expires_at, record.user_id, time.time())
         await self._native(self._asave, self._save, *args)
 
     @telemetry.atraced("increment")
+    @_abounded("increment a counter")
     async def aincrement(
         self, session_id: str, name: str, delta: int = 1, *, expires_at: float, base: int = 0
     ) -> int:
@@ -170,6 +218,7 @@ class Store(abc.ABC):
         return await self._native(self._aincrement, self._increment, *args)
 
     @telemetry.atraced("delete")
+    @_abounded("delete a session")
     async def adelete(self, session_id: str) -> None:
         if session_ids.is_valid_session_id(session_id):
             await self._native(self._adelete, self._delete, session_ids.record_id(session_id))
@@ -197,7 +246,17 @@ class Store(abc.ABC):
         # The SDKs' async clients need asyncio; under trio (or any other loop), or without a
         # native client, the sync method runs in a worker thread instead.
         if self.native_async() and _on_asyncio():
-            return await native(*args)
+            cancel_after = deadline.backstop()
+            if cancel_after is None:
+                return await native(*args)
+            try:
+                async with asyncio.timeout(cancel_after):
+                    return await native(*args)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"the {self.kind} store did not answer within the request deadline"
+                    f" ({self.deadline:g} s of store time)"
+                ) from None
         return await in_thread(functools.partial(sync, *args))
 
     # ------------------------------------------------------------------- operations

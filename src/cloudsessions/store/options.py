@@ -13,6 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..deadline import DEFAULT as DEFAULT_DEADLINE
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -28,6 +29,14 @@ class StoreOptions:
 
     # Lower than the store's own item limit (never higher): 0 or None means that limit.
     max_record_bytes: int | None = None
+    # Seconds of store time one request may spend, retries included (cloudsessions.deadline).
+    deadline: float = DEFAULT_DEADLINE
+
+    def __post_init__(self) -> None:
+        if not self.deadline > 0:
+            raise ConfigurationError(
+                f"option deadline must be a number of seconds > 0, got {self.deadline!r}"
+            )
 
 
 Opts = TypeVar("Opts", bound="DataclassInstance")  # a store's options, or the cache's

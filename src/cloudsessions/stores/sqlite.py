@@ -48,6 +48,7 @@ class SQLiteOptions(StoreOptions):
     on_connect: OnConnect | None = None  # called with each new connection (tests trace SQL)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not _TABLE_NAME.fullmatch(self.table):
             raise ConfigurationError(
                 f"sqlite table name {self.table!r} must match {_TABLE_NAME.pattern}"
@@ -71,7 +72,7 @@ class SQLiteStore(Store):
     )
 
     def __init__(self, path: Path, options: SQLiteOptions) -> None:
-        super().__init__(max_record_bytes=options.max_record_bytes)
+        super().__init__(max_record_bytes=options.max_record_bytes, deadline=options.deadline)
         self.path = path
         self.options = options
         self.table = options.table
@@ -100,7 +101,7 @@ class SQLiteStore(Store):
         with self._errors("open the database"):
             conn = sqlite3.connect(
                 self.path,
-                timeout=self.options.timeout,
+                timeout=min(self.options.timeout, self.options.deadline),
                 isolation_level=None,
                 check_same_thread=True,
             )
@@ -317,7 +318,9 @@ class SQLiteStore(Store):
         try:
             with self._errors(what):
                 conn = sqlite3.connect(
-                    self.path, timeout=self.options.timeout, isolation_level=None
+                    self.path,
+                    timeout=min(self.options.timeout, self.options.deadline),
+                    isolation_level=None,
                 )
                 try:
                     yield conn

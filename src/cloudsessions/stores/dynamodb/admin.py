@@ -346,28 +346,61 @@ def purge_note(store: DynamoDBStore) -> str | None:
 def purge_expired(
     store: DynamoDBStore, now: float, batch_size: int, progress: Progress | None
 ) -> int:
+    """Scan for expired sessions, then delete each only if it is still expired.
+
+    A delete carries the scan's own filter as its condition: a session that a request
+    refreshed between the scan and the delete (a save that began before the expiry, or a
+    server whose clock is behind this one's) fails the condition and stays. BatchWriteItem
+    takes no conditions, so the deletes are single DeleteItem calls (billed alike), a few
+    in parallel on the client's pool; a batch of `batch_size` ends with a progress call.
+    """
     if ttl_enabled(store):
         return 0  # DynamoDB's TTL removes them; reads ignore them until it does.
+    from concurrent.futures import ThreadPoolExecutor
+
     batch_size = max(batch_size, 1)
+    what = "purge expired sessions"
+    scan = store._requests.expired_scan(now)
+    condition = {
+        "TableName": store.table,
+        "ConditionExpression": scan["FilterExpression"],
+        # The scan's names but its projection's (#p): DynamoDB refuses unused names.
+        "ExpressionAttributeNames": {
+            k: v for k, v in scan["ExpressionAttributeNames"].items() if k != "#p"
+        },
+        "ExpressionAttributeValues": scan["ExpressionAttributeValues"],
+    }
+    client = store.client
     removed = 0
-    pending: list[str] = []
+
+    def delete(rid: str) -> int:
+        with store._errors(what):
+            try:
+                client.delete_item(Key=store._requests.key(rid), **condition)
+            except ClientError as exc:
+                if code(exc) == "ConditionalCheckFailedException":
+                    return 0  # refreshed since the scan, or deleted already
+                raise
+        return 1
 
     def flush(rids: list[str]) -> None:
         nonlocal removed
-        store.delete_records(rids)
-        removed += len(rids)
+        removed += sum(pool.map(delete, rids))
         if progress is not None:
             progress(removed)
 
-    with store._errors("scan for expired sessions"):
-        scan = store._requests.expired_scan(now)
-        for page in store.client.get_paginator("scan").paginate(**scan):
-            pending += [store._requests.record_id(item) for item in page.get("Items", [])]
-            while len(pending) >= batch_size:
-                flush(pending[:batch_size])
-                del pending[:batch_size]
-    if pending:
-        flush(pending)
+    pending: list[str] = []
+    # A few deletes in flight, within the client's connection pool.
+    workers = max(1, min(16, store.options.max_pool_connections, batch_size))
+    with ThreadPoolExecutor(workers, thread_name_prefix="cloudsessions-purge") as pool:
+        with store._errors("scan for expired sessions"):
+            for page in store.client.get_paginator("scan").paginate(**scan):
+                pending += [store._requests.record_id(item) for item in page.get("Items", [])]
+                while len(pending) >= batch_size:
+                    flush(pending[:batch_size])
+                    del pending[:batch_size]
+        if pending:
+            flush(pending)
     return removed
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import inspect
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,9 +32,11 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
+from ... import deadline
 from ...errors import (
     CloudSessionsError,
     ConfigurationError,
+    DeadlineExceeded,
     SessionExists,
     SessionGone,
     SessionTooLarge,
@@ -97,6 +100,43 @@ def _failed_condition_means(error: type[CloudSessionsError], text: str) -> Itera
 
 
 @functools.cache
+def _bound_attempt(read_timeout: float, request: Any, **_: Any) -> None:
+    """No attempt starts past the deadline, and none reads for longer than is left
+    (botocore takes a per-request read timeout from the request's context)."""
+    request.context["read_timeout"] = deadline.capped(read_timeout, "answer")
+
+
+def _bound_backoff(client: Any) -> None:
+    """Make botocore's retry handler (standard or adaptive mode: jittered exponential
+    backoff) give up instead of sleeping past the request deadline.
+
+    The handler is botocore's own, found by the id it registers under; a botocore that
+    keeps it elsewhere leaves it as it is (the before-send check still stops the next
+    attempt, after the sleep). Under asyncio the async twins are also cancelled at the
+    deadline (Store._native).
+    """
+    events, name = client.meta.events, "needs-retry.dynamodb"
+    uid = "retry-config-dynamodb"
+    emitter = getattr(events, "_emitter", events)
+    entry = getattr(emitter, "_unique_id_handlers", {}).get(uid)
+    if entry is None or inspect.iscoroutinefunction(entry["handler"]):
+        return
+    retry = entry["handler"]
+
+    def within_deadline(**kwargs: Any) -> float | None:
+        delay: float | None = retry(**kwargs)
+        remaining = deadline.left("answer")
+        if delay is not None and remaining is not None and delay >= remaining:
+            raise DeadlineExceeded(
+                "the session store kept failing until the request deadline"
+                f" ({delay:.2f} s of backoff left {remaining:.2f} s)"
+            )
+        return delay
+
+    events.unregister(name, unique_id=uid)
+    events.register(name, within_deadline, unique_id=uid)
+
+
 def _aiobotocore_installed() -> bool:
     return importlib.util.find_spec("aiobotocore") is not None
 
@@ -187,7 +227,7 @@ class DynamoDBStore(Store):
     )
 
     def __init__(self, table: str, options: DynamoDBOptions) -> None:
-        super().__init__(max_record_bytes=options.max_record_bytes)
+        super().__init__(max_record_bytes=options.max_record_bytes, deadline=options.deadline)
         check_name("table", table)
         self.table = table
         self.options = options
@@ -247,8 +287,8 @@ class DynamoDBStore(Store):
     def _client_arguments(self, config_class: type[Config]) -> dict[str, Any]:
         o = self.options
         config = config_class(
-            connect_timeout=o.connect_timeout,
-            read_timeout=o.read_timeout,
+            connect_timeout=min(o.connect_timeout, o.deadline),
+            read_timeout=min(o.read_timeout, o.deadline),
             # total_max_attempts counts the first try; botocore's max_attempts does not.
             retries={"mode": o.retry_mode, "total_max_attempts": o.max_attempts},
             max_pool_connections=o.max_pool_connections,
@@ -265,6 +305,11 @@ class DynamoDBStore(Store):
         return {"region_name": o.region, "endpoint_url": o.endpoint, "config": config}
 
     def _register_hooks(self, client: Any) -> None:
+        # The request deadline (cloudsessions.deadline) on each attempt botocore makes.
+        # (A function of the timeout, not a method: the client must not keep the store.)
+        bound = functools.partial(_bound_attempt, self.options.read_timeout)
+        client.meta.events.register("before-send.dynamodb", bound)
+        _bound_backoff(client)
         for event, handler in (self.options.event_hooks or {}).items():
             client.meta.events.register(event, handler)
 

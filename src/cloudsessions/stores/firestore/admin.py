@@ -40,7 +40,8 @@ def purge_expired(
         .where(filter=FieldFilter(EXPIRES_AT, "<=", timestamp(us(now))))
         .order_by(EXPIRES_AT)
     )
-    return _delete_matching(store, query, batch_size, progress, "purge expired sessions")
+    what = "purge expired sessions"
+    return _delete_matching(store, query, batch_size, progress, what, unchanged=True)
 
 
 def for_user(store: FirestoreStore, user_id: str) -> list[SessionInfo]:
@@ -56,8 +57,14 @@ def for_user(store: FirestoreStore, user_id: str) -> list[SessionInfo]:
 
 
 def delete_for_user(store: FirestoreStore, user_id: str, keep_rid: str | None) -> list[str]:
-    refs = [s.reference for s in _user_documents(store, user_id) if s.id != keep_rid]
-    _delete_refs(store, refs, "delete the sessions of a user")
+    # Names only, and only their references kept: what the caller gets back (the ids), not
+    # every document's snapshot (a user with very many sessions: a bot, an API client).
+    what = "delete the sessions of a user"
+    query = _collection(store).where(filter=FieldFilter(USER_ID, "==", user_id))
+    with store._errors(what):
+        found = query.select(["__name__"]).stream(**store._rpc)
+        refs = [s.reference for s in found if s.id != keep_rid]
+    _delete_refs(store, refs, what)
     return [ref.id for ref in refs]
 
 
@@ -77,22 +84,54 @@ def _user_documents(store: FirestoreStore, user_id: str, *also: str) -> list[Any
 
 
 def _delete_matching(
-    store: FirestoreStore, query: Any, batch_size: int, progress: Progress | None, what: str
+    store: FirestoreStore,
+    query: Any,
+    batch_size: int,
+    progress: Progress | None,
+    what: str,
+    *,
+    unchanged: bool = False,
 ) -> int:
-    """Delete what `query` finds, one page at a time, so memory stays flat."""
+    """Delete what `query` finds, one page at a time, so memory stays flat.
+
+    With `unchanged` (a purge), each delete applies only if the document was not written
+    since the query saw it (its update time): a session that a request refreshed in
+    between stays. The page is one commit; if any document was written meanwhile, that
+    commit is refused as a whole and the page's documents go one commit each.
+    """
+    from google.api_core.exceptions import FailedPrecondition, NotFound
+
     limit = max(1, min(batch_size, MAX_BATCH))
     page = query.select(["__name__"]).limit(limit)
+    client = store._sync.get()
     removed = 0
     while True:
         with store._errors(what):
-            refs = [s.reference for s in page.stream(**store._rpc)]
-        if not refs:
+            found = list(page.stream(**store._rpc))
+        if not found:
             return removed
-        _delete_refs(store, refs, what)
-        removed += len(refs)
+        if not unchanged:
+            _delete_refs(store, [s.reference for s in found], what)
+            removed += len(found)
+        else:
+            options = [client.write_option(last_update_time=s.update_time) for s in found]
+            batch = client.batch()
+            for snapshot, option in zip(found, options, strict=True):
+                batch.delete(snapshot.reference, option=option)
+            with store._errors(what):
+                try:
+                    batch.commit(**store._rpc)
+                    removed += len(found)
+                except FailedPrecondition:
+                    for snapshot, option in zip(found, options, strict=True):
+                        try:
+                            snapshot.reference.delete(option=option, **store._rpc)
+                            removed += 1
+                        except (FailedPrecondition, NotFound):
+                            pass  # written since the query (refreshed), or gone already
         if progress is not None:
             progress(removed)
-        if len(refs) < limit:
+        if len(found) < limit:
             return removed
 
 

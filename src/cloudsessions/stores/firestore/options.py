@@ -11,6 +11,7 @@ from google.api_core import retry as gretry
 from google.auth.credentials import Credentials
 from google.cloud import firestore
 
+from ... import deadline
 from ...errors import ConfigurationError
 from ...store import StoreOptions
 
@@ -36,6 +37,7 @@ class FirestoreOptions(StoreOptions):
     collection: firestore.CollectionReference | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, kind in (
             ("client", firestore.Client),
             ("collection", firestore.CollectionReference),
@@ -61,3 +63,16 @@ def call_options(
         timeout=options.retry_deadline,
     )
     return {"retry": policy if options.retry_deadline else None, "timeout": options.timeout}
+
+
+def within_deadline(call: dict[str, Any]) -> dict[str, Any]:
+    """`call` (from call_options), its timeout and retry deadline cut to what is left of
+    the request deadline (cloudsessions.deadline): retries stop, and their jittered
+    backoff does not sleep, past it."""
+    remaining = deadline.left()
+    if remaining is None:
+        return call
+    retry = call["retry"]
+    if retry is not None and retry.timeout is not None and retry.timeout > remaining:
+        retry = retry.with_timeout(remaining)
+    return {"retry": retry, "timeout": min(call["timeout"], remaining)}

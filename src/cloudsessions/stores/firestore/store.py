@@ -42,7 +42,7 @@ from ...store import (
     parse_options,
 )
 from . import admin, documents
-from .options import TRANSIENT, FirestoreOptions, call_options
+from .options import TRANSIENT, FirestoreOptions, call_options, within_deadline
 
 DEFAULT_DATABASE = "(default)"
 EMULATOR_ENV = "FIRESTORE_EMULATOR_HOST"
@@ -88,7 +88,7 @@ class FirestoreStore(Store):
 
     def __init__(self, project: str | None, collection: str, options: FirestoreOptions) -> None:
         """`collection` is the URL's path ("" for the default); options.collection wins."""
-        super().__init__(max_record_bytes=options.max_record_bytes)
+        super().__init__(max_record_bytes=options.max_record_bytes, deadline=options.deadline)
         self.options = options
         given = options.collection
         client = given._client if given is not None else options.client
@@ -113,8 +113,8 @@ class FirestoreStore(Store):
         self._async = PerLoop(self._open_async)
         # What this process last saw of each document, for one-write saves.
         self._versions = PerProcess(documents.Versions)
-        self._rpc = call_options(options, gretry.Retry)
-        self._arpc = call_options(options, gretry.AsyncRetry)
+        self._rpc_options = call_options(options, gretry.Retry)
+        self._arpc_options = call_options(options, gretry.AsyncRetry)
 
     @classmethod
     def from_url(cls, url: StoreURL, options: Mapping[str, Any]) -> FirestoreStore:
@@ -215,6 +215,15 @@ class FirestoreStore(Store):
 
     async def aclose(self) -> None:
         await self._async.aclose()
+
+    @property
+    def _rpc(self) -> dict[str, Any]:
+        """What each SDK call is given: its timeout and retry, within the request deadline."""
+        return within_deadline(self._rpc_options)
+
+    @property
+    def _arpc(self) -> dict[str, Any]:
+        return within_deadline(self._arpc_options)
 
     def native_async(self) -> bool:
         return True  # the SDK's AsyncClient, one per event loop
@@ -352,8 +361,8 @@ class FirestoreStore(Store):
         raise self._conflicting("revoke")
 
     def _conflict_pauses(self) -> Iterator[float]:
-        deadline = time.monotonic() + max(self.options.retry_deadline, self.options.timeout)
-        while time.monotonic() < deadline:
+        until = time.monotonic() + max(self.options.retry_deadline, self.options.timeout)
+        while time.monotonic() < until:
             yield random.uniform(0, 0.05)  # noqa: S311 - jitter, not secrets
 
     def _conflicting(self, what: str) -> StoreUnavailable:

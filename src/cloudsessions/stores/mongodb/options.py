@@ -42,6 +42,7 @@ class MongoDBOptions(StoreOptions):
     client: MongoClient[Document] | str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         name = self.collection
         if not _COLLECTION_NAME.fullmatch(name) or name.startswith("system."):
             raise ConfigurationError(f"MongoDB collection name {name!r} is not valid")

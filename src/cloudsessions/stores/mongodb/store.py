@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC
 from typing import Any
 
+import pymongo
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient, MongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -27,6 +28,7 @@ from pymongo.database import Database
 from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError, WriteError
 
+from ... import deadline
 from ...errors import ConfigurationError, SessionExists, SessionTooLarge, StoreUnavailable
 from ...record import Changes, CheckResult, EncodedRecord, SessionInfo
 from ...store import ErrorKind, PerLoop, PerProcess, Progress, Store, StoreURL, parse_options
@@ -84,12 +86,15 @@ class MongoDBStore(Store):
         pymongo_options: keyword arguments for the clients we create for `uri`, over
             CLIENT_DEFAULTS.
         """
-        super().__init__(max_record_bytes=options.max_record_bytes)
+        super().__init__(max_record_bytes=options.max_record_bytes, deadline=options.deadline)
         self.uri = uri
         self.database_name = database
         self.collection_name = options.collection
         self.options = options
         self._client_options = client_kwargs(uri, pymongo_options or {}) if uri else {}
+        # The client's timeoutMS in seconds (None: none), known for sure once it is open.
+        given_ms = self._client_options.get("timeoutMS")
+        self._operation_timeout: float | None = given_ms / 1000 if given_ms else None
         # A client we made is ours to close; an application's client stays open.
         self._sync = PerProcess(self._open, _close_client if uri else None)
         self._async = PerLoop(self._aopen)
@@ -111,6 +116,21 @@ class MongoDBStore(Store):
         named = source if isinstance(source, str) else "the application's client"
         return f"mongodb collection {where} via {named}"
 
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """SDK errors raised as ours, and, in a request, PyMongo's own bound on the whole
+        operation (server selection and its retries included: CSOT) cut to what is left
+        of the request deadline (cloudsessions.deadline)."""
+        remaining = deadline.left(what)
+        with super()._errors(what):
+            if remaining is None:
+                yield
+            else:
+                # pymongo.timeout() replaces the client's timeoutMS: never loosen it.
+                usual = self._operation_timeout
+                with pymongo.timeout(remaining if usual is None else min(remaining, usual)):
+                    yield
+
     # -------------------------------------------------------------------- clients
 
     def _collection(self) -> Collection[Document]:
@@ -131,6 +151,7 @@ class MongoDBStore(Store):
                 else client.get_default_database(DEFAULT_DATABASE)
             )
         self.database_name = db.name
+        self._operation_timeout = db.client.options.timeout
         coll = db.get_collection(self.collection_name, codec_options=_utc(db.codec_options))
         if not coll.write_concern.acknowledged:
             raise ConfigurationError(
@@ -144,6 +165,7 @@ class MongoDBStore(Store):
         client: AsyncMongoClient[Document] = AsyncMongoClient(self.uri, **self._client_options)
         stack.push_async_callback(client.close)
         db = client.get_database(self.database_name or DEFAULT_DATABASE)
+        self._operation_timeout = client.options.timeout
         return db.get_collection(self.collection_name, codec_options=_utc(db.codec_options))
 
     def close(self) -> None:
@@ -216,8 +238,11 @@ class MongoDBStore(Store):
                 doc["_id"]
                 for doc in collection.find(requests.of_user(user_id, keep_rid), {"_id": 1})
             ]
-            if rids:
-                collection.delete_many({"_id": {"$in": rids}, "user_id": user_id})
+            # A thousand ids a command: a user with very many sessions (a bot, an API
+            # client) would otherwise take one command past MongoDB's 16 MB limit.
+            for start in range(0, len(rids), 1000):
+                chunk = rids[start : start + 1000]
+                collection.delete_many({"_id": {"$in": chunk}, "user_id": user_id})
         return rids
 
     def record_size(self, record: EncodedRecord) -> int:

@@ -19,10 +19,11 @@ import redis.asyncio.connection
 import redis.cluster
 import redis.connection
 import redis.exceptions
-from redis.backoff import ExponentialBackoff
+from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from ...errors import ConfigurationError
+from ... import deadline
+from ...errors import ConfigurationError, DeadlineExceeded
 from ...store import StoreURL
 from .options import OnCommand, RedisOptions
 
@@ -73,17 +74,55 @@ class Target:
         return f"redis cluster {where}" if self.cluster else f"redis {where}/{self.db}"
 
 
-def _observed(base: type[Any], on_command: OnCommand) -> type[Any]:
+def _connection_class(base: type[Any], on_command: OnCommand | None) -> type[Any]:
+    """`base` within the request deadline (cloudsessions.deadline), and observed by
+    `on_command` if given.
+
+    No command is sent once the deadline has passed, and none waits for its reply longer
+    than is left of it (a reply that does not come in time disconnects the connection, as
+    any redis-py timeout does, so a late reply is never read as another command's).
+    """
     # Where each client packs a command: sync connections in send_command, asyncio ones
     # (and the asyncio cluster, which packs for them) in pack_command.
     method = "pack_command" if base.__module__.startswith("redis.asyncio") else "send_command"
-    original = getattr(base, method)
+    send, read = getattr(base, method), base.read_response
 
-    def observed(self: Any, *args: Any, **kwargs: Any) -> Any:
-        on_command(args)
-        return original(self, *args, **kwargs)
+    def sending(self: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline.left("answer")  # raises DeadlineExceeded: nothing is sent
+        if on_command is not None:
+            on_command(args)
+        return send(self, *args, **kwargs)
 
-    return type(f"Observed{base.__name__}", (base,), {method: observed})
+    def reading(self: Any, *args: Any, **kwargs: Any) -> Any:
+        remaining = deadline.remaining()
+        if remaining is not None and (
+            self.socket_timeout is None or remaining < self.socket_timeout
+        ):
+            kwargs.setdefault("timeout", max(remaining, 0.001))
+        return read(self, *args, **kwargs)
+
+    return type(f"Bounded{base.__name__}", (base,), {method: sending, "read_response": reading})
+
+
+class _WithinDeadline(AbstractBackoff):
+    """redis-py's jittered exponential backoff, which gives up rather than sleep past the
+    request deadline (the Retry then raises DeadlineExceeded)."""
+
+    def __init__(self) -> None:
+        self._backoff = ExponentialWithJitterBackoff(cap=0.5, base=0.05)
+
+    def reset(self) -> None:
+        self._backoff.reset()  # type: ignore[no-untyped-call]
+
+    def compute(self, failures: int) -> float:
+        delay = self._backoff.compute(failures)
+        remaining = deadline.left("answer")
+        if remaining is not None and delay >= remaining:
+            raise DeadlineExceeded(
+                "the session store kept failing until the request deadline"
+                f" ({delay:.2f} s of backoff left {remaining:.2f} s)"
+            )
+        return delay
 
 
 def _common(target: Target, options: RedisOptions) -> dict[str, Any]:
@@ -91,14 +130,14 @@ def _common(target: Target, options: RedisOptions) -> dict[str, Any]:
         "username": target.username,
         "password": target.password,
         "socket_timeout": options.socket_timeout,
-        "socket_connect_timeout": options.socket_connect_timeout,
+        "socket_connect_timeout": min(options.socket_connect_timeout, options.deadline),
         "client_name": options.client_name,
         "decode_responses": True,
         # On connection errors only, never a timeout: the server may have run the command,
         # and a script run twice could count an increment twice. (A cluster client retries
         # without backoff: the store outlasts a failover itself, see store.py.)
         "retry": Retry(
-            ExponentialBackoff(cap=0.5, base=0.05),
+            _WithinDeadline(),
             options.attempts - 1,
             supported_errors=(redis.exceptions.ConnectionError,),
         ),
@@ -115,8 +154,7 @@ def sync_client(target: Target, options: RedisOptions) -> Any:
     kwargs = _common(target, options)
     del kwargs["ssl"]
     base = redis.connection.SSLConnection if target.ssl else redis.connection.Connection
-    if options.on_command is not None:
-        base = _observed(base, options.on_command)
+    base = _connection_class(base, options.on_command)
     (host, port), *others = target.nodes
     if target.cluster:
         # Given a url, the cluster client builds each node's pool with our connection class.
@@ -136,21 +174,19 @@ async def async_client(
     if target.cluster:
         nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.nodes]
         client: Any = redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
-        if options.on_command is not None:
-            # The async cluster client takes no connection class: it is one of the
-            # keyword arguments it hands each node it discovers.
-            base = client.nodes_manager.connection_kwargs["connection_class"]
-            client.nodes_manager.connection_kwargs["connection_class"] = _observed(
-                base, options.on_command
-            )
+        # The async cluster client takes no connection class: it is one of the keyword
+        # arguments it hands each node it discovers.
+        base = client.nodes_manager.connection_kwargs["connection_class"]
+        client.nodes_manager.connection_kwargs["connection_class"] = _connection_class(
+            base, options.on_command
+        )
         await client.initialize()  # the slot map, before the first command
     else:
         del kwargs["ssl"]
         connection: Any = (
             redis.asyncio.connection.SSLConnection if ssl else redis.asyncio.connection.Connection
         )
-        if options.on_command is not None:
-            connection = _observed(connection, options.on_command)
+        connection = _connection_class(connection, options.on_command)
         ((host, port),) = target.nodes
         pool = redis.asyncio.ConnectionPool(
             host=host, port=port, db=target.db, connection_class=connection, **kwargs

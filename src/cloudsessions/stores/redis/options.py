@@ -35,6 +35,7 @@ class RedisOptions(StoreOptions):
     client: Any = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.prefix or any(c in self.prefix for c in "{}*?[]"):
             raise ConfigurationError(
                 f"redis option prefix {self.prefix!r} must be non-empty, without {{}}*?[]"

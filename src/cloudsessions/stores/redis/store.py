@@ -24,6 +24,7 @@ import anyio
 import redis.cluster
 import redis.exceptions as rexc
 
+from ... import deadline
 from ...errors import ConfigurationError, SessionExists, SessionGone, StoreUnavailable
 from ...record import Changes, CheckResult, EncodedRecord, SessionInfo
 from ...store import ErrorKind, PerLoop, PerProcess, Progress, Store, StoreURL, parse_options
@@ -47,6 +48,9 @@ def _failover_delays(store: RedisStore) -> Iterator[float]:
         return
     spent, delay = 0.0, 0.1
     while spent + delay <= store.options.failover_timeout:
+        remaining = deadline.left("answer")  # the request deadline comes first
+        if remaining is not None and delay >= remaining:
+            return
         yield delay
         spent, delay = spent + delay, min(delay * 2, 1.0)
 
@@ -132,7 +136,7 @@ class RedisStore(Store):
     )
 
     def __init__(self, target: Target, options: RedisOptions) -> None:
-        super().__init__(max_record_bytes=options.max_record_bytes)
+        super().__init__(max_record_bytes=options.max_record_bytes, deadline=options.deadline)
         if options.client is not None and not options.client.get_encoder().decode_responses:
             raise ConfigurationError(
                 "the redis client given to the store must be made with decode_responses=True"
