@@ -325,7 +325,11 @@ def test_a_dysession_table_with_a_sort_key(own_new_url: str, own_raw: Any) -> No
 # ------------------------------------------------------------------------- purge
 
 
-def test_purge_scans_and_deletes_in_batches_when_ttl_is_off(new_url: str, raw: Any) -> None:
+def test_purge_scans_then_deletes_each_still_expired_session_when_ttl_is_off(
+    new_url: str, raw: Any
+) -> None:
+    # One conditional DeleteItem per expired session (a session refreshed after the scan
+    # fails the condition and stays: tests/test_housekeeping.py), progress per batch.
     table = create_table(raw, new_url)
     store, trips = counted(new_url)
     assert not store.ttl_enabled()
@@ -338,7 +342,7 @@ def test_purge_scans_and_deletes_in_batches_when_ttl_is_off(new_url: str, raw: A
     trips.reset()
     assert store.purge_expired(batch_size=3, progress=seen.append) == 7
     assert seen == [3, 6, 7]
-    assert trips.reads == ["Scan"] and trips.writes == ["BatchWriteItem"] * 3
+    assert trips.reads == ["Scan"] and trips.writes == ["DeleteItem"] * 7
     assert store.purge_expired(batch_size=3) == 0
     # Left: the live sessions, and the item that is not a session although "expired".
     left = raw.scan(TableName=table, ProjectionExpression="id")["Items"]

@@ -33,7 +33,7 @@ DEFAULT = 5.0  # seconds; the same as the front doors' Retry-After (cloudsession
 
 # A little past the deadline, the async backstop cancels what the SDK's own timeouts did not
 # end (they end it at the deadline; this only catches what slips past them).
-_BACKSTOP_SLACK = 0.05
+_BACKSTOP_SLACK = 0.01
 
 
 class Budget:
@@ -77,10 +77,14 @@ def spending(budget: Budget, what: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def call(seconds: float, what: str) -> Iterator[None]:
-    """One public store call: within the running budget, or a budget of its own."""
+def call(seconds: float | None, what: str) -> Iterator[None]:
+    """One public store call: within the running budget, or a budget of its own of
+    `seconds` (None: none)."""
     budget = _current.get()
     if budget is None:
+        if seconds is None:
+            yield
+            return
         with spending(Budget(seconds), what):
             yield
     else:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import anyio.to_thread
 import sniffio
 
-from .. import codec, deadline, metadata, session_ids, signals, telemetry
+from .. import codec, deadline, metadata, retries, session_ids, signals, telemetry
 from ..errors import DeadlineExceeded, SessionGone, SessionTooLarge
 from ..record import Changes, CheckResult, EncodedRecord, Metadata, SessionInfo, SessionRecord
 from .translate import ErrorKind, translated
@@ -48,13 +48,18 @@ RECORD_OVERHEAD = 512
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
-def _bounded(what: str) -> Callable[[Method], Method]:
-    """A public sync call: within the running request's deadline, or one of its own."""
+def _bounded(what: str, *, own: bool = True) -> Callable[[Method], Method]:
+    """A public sync call: within the running request's deadline, or one of its own.
+
+    `own=False`: outside a request, no deadline of its own (listing or revoking every
+    session of a user from a script or the CLI may take longer than a request may; each
+    SDK call is still bounded by the store's timeouts).
+    """
 
     def decorate(method: Method) -> Method:
         @functools.wraps(method)
         def call(store: Store, /, *args: Any, **kwargs: Any) -> Any:
-            with deadline.call(store.deadline, what):
+            with deadline.call(store.deadline if own else None, what):
                 return method(store, *args, **kwargs)
 
         return call  # type: ignore[return-value]
@@ -139,7 +144,8 @@ class Store(abc.ABC):
         becomes one worth base + delta: pass the plain integer you loaded as `base`.
         """
         rid, field = self._prepare_increment(session_id, name)
-        return self._increment(rid, field, delta, base, expires_at, time.time())
+        with retries.at_most_once():
+            return self._increment(rid, field, delta, base, expires_at, time.time())
 
     @telemetry.traced("delete")
     @_bounded("delete a session")
@@ -154,7 +160,7 @@ class Store(abc.ABC):
         return self._purge_expired(time.time(), batch_size, progress)
 
     @telemetry.traced("for_user")
-    @_bounded("list the sessions of a user")
+    @_bounded("list the sessions of a user", own=False)
     def for_user(self, user_id: str, *, current: str | None = None) -> list[SessionInfo]:
         """The live sessions of one user, found through an index, most recent first.
 
@@ -164,7 +170,7 @@ class Store(abc.ABC):
         return _listing(self._for_user(str(user_id)), current)
 
     @telemetry.traced("revoke")
-    @_bounded("revoke a session")
+    @_bounded("revoke a session", own=False)
     def revoke(self, user_id: str, handle: str) -> bool:
         """Revoke the session `handle` (from for_user) names, if it is one of `user_id`'s.
 
@@ -178,7 +184,7 @@ class Store(abc.ABC):
         return revoked
 
     @telemetry.traced("delete_for_user")
-    @_bounded("delete the sessions of a user")
+    @_bounded("delete the sessions of a user", own=False)
     def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of one user except `keep` (a session id); returns the count."""
         count = len(self._delete_for_user(str(user_id), _keep_rid(keep)))
@@ -215,7 +221,8 @@ class Store(abc.ABC):
     ) -> int:
         rid, field = self._prepare_increment(session_id, name)
         args = (rid, field, delta, base, expires_at, time.time())
-        return await self._native(self._aincrement, self._increment, *args)
+        with retries.at_most_once():
+            return await self._native(self._aincrement, self._increment, *args)
 
     @telemetry.atraced("delete")
     @_abounded("delete a session")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import deadline
 from ..errors import ConfigurationError, SessionExists, SessionGone, StoreUnavailable
 from ..store import (
     Changes,
@@ -139,7 +140,26 @@ class SQLiteStore(Store):
 
     def _execute(self, what: str, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._errors(what):
-            return self._connections.get().execute(sql, params)
+            conn = self._connections.get()
+            with self._lock_wait_within_deadline(conn):
+                return conn.execute(sql, params)
+
+    @contextlib.contextmanager
+    def _lock_wait_within_deadline(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """A statement waits for another process's lock (the busy timeout) no longer than
+        what is left of the request deadline (cloudsessions.deadline); the connection's
+        usual wait is set again after it. Within 10% of it, the usual wait stands: two
+        PRAGMAs per statement would cost more than they save."""
+        usual = min(self.options.timeout, self.options.deadline)
+        remaining = deadline.left()
+        if remaining is None or remaining >= usual * 0.9:
+            yield
+            return
+        conn.execute(f"PRAGMA busy_timeout = {max(int(remaining * 1000), 1)}")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(usual * 1000)}")
 
     def close(self) -> None:
         self._connections.close()
@@ -252,7 +272,9 @@ class SQLiteStore(Store):
         sql = f"DELETE FROM {self.table} WHERE user_id = ? AND id IS NOT ? RETURNING id"
         with self._errors("delete the sessions of a user"):
             # The statement runs to its end as its rows are fetched.
-            rows = self._connections.get().execute(sql, (user_id, keep_rid)).fetchall()
+            conn = self._connections.get()
+            with self._lock_wait_within_deadline(conn):
+                rows = conn.execute(sql, (user_id, keep_rid)).fetchall()
         return [rid for (rid,) in rows]
 
     # ------------------------------------------------------------------ operations

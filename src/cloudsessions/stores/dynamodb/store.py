@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
@@ -32,7 +33,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from ... import deadline
+from ... import deadline, retries
 from ...errors import (
     CloudSessionsError,
     ConfigurationError,
@@ -99,44 +100,80 @@ def _failed_condition_means(error: type[CloudSessionsError], text: str) -> Itera
         raise
 
 
-@functools.cache
 def _bound_attempt(read_timeout: float, request: Any, **_: Any) -> None:
     """No attempt starts past the deadline, and none reads for longer than is left
     (botocore takes a per-request read timeout from the request's context)."""
     request.context["read_timeout"] = deadline.capped(read_timeout, "answer")
 
 
-def _bound_backoff(client: Any) -> None:
-    """Make botocore's retry handler (standard or adaptive mode: jittered exponential
-    backoff) give up instead of sleeping past the request deadline.
+def _complete_answer(http_response: Any, **_: Any) -> None:
+    """DynamoDB sends every answer with its CRC32 (x-amz-crc32; botocore checks it when it
+    is there). A 200 without it was cut short on the way: http.client takes a head cut in
+    the middle for an empty 200, which a load would read as "no such session", a silent
+    logout. It is an unavailable store instead."""
+    if http_response.status_code == 200 and http_response.headers.get("x-amz-crc32") is None:
+        raise StoreUnavailable("the DynamoDB answer was cut short on the way (no x-amz-crc32)")
 
-    The handler is botocore's own, found by the id it registers under; a botocore that
-    keeps it elsewhere leaves it as it is (the before-send check still stops the next
-    attempt, after the sleep). Under asyncio the async twins are also cancelled at the
-    deadline (Store._native).
+
+# botocore's standard backoff is full jitter on a 1 s base (a random 0-1 s, then 0-2 s,
+# ...), made for control-plane calls; DynamoDB's own base is 50 ms (botocore's DynamoDB
+# setting in its legacy mode), which absorbs a throttling burst in a request's time.
+_BACKOFF_SCALE = 0.05
+
+# Failures after which the server cannot have run the call (it was never sent).
+_NOT_SENT = (EndpointConnectionError, ConnectTimeoutError)
+
+
+def _bound_backoff(client: Any) -> None:
+    """botocore's retry handler (standard or adaptive mode: which errors, how many tries,
+    the retry quota), its jittered backoff scaled to DynamoDB's 50 ms base, giving up
+    instead of sleeping past the request deadline, and never repeating an increment the
+    server may have run (cloudsessions.retries).
+
+    The handler is botocore's own, found by the id it registers under; a botocore that keeps
+    it elsewhere leaves it as it is (the before-send check still stops the next attempt,
+    after the sleep; the async twins are also cancelled at the deadline).
     """
     events, name = client.meta.events, "needs-retry.dynamodb"
     uid = "retry-config-dynamodb"
     emitter = getattr(events, "_emitter", events)
     entry = getattr(emitter, "_unique_id_handlers", {}).get(uid)
-    if entry is None or inspect.iscoroutinefunction(entry["handler"]):
+    if entry is None:
         return
     retry = entry["handler"]
 
-    def within_deadline(**kwargs: Any) -> float | None:
-        delay: float | None = retry(**kwargs)
+    def decided(delay: float | None, caught_exception: Any) -> float | None:
+        if delay is None:
+            return None
+        sent = caught_exception is not None and not isinstance(caught_exception, _NOT_SENT)
+        if sent and retries.increment_running() is not None:
+            return None  # the request went out: the server may have counted it
+        delay *= _BACKOFF_SCALE
         remaining = deadline.left("answer")
-        if delay is not None and remaining is not None and delay >= remaining:
+        if remaining is not None and delay >= remaining:
             raise DeadlineExceeded(
                 "the session store kept failing until the request deadline"
                 f" ({delay:.2f} s of backoff left {remaining:.2f} s)"
             )
         return delay
 
+    if inspect.iscoroutinefunction(retry):  # aiobotocore's
+
+        async def awithin_deadline(**kwargs: Any) -> float | None:
+            return decided(await retry(**kwargs), kwargs.get("caught_exception"))
+
+        handler: Callable[..., Any] = awithin_deadline
+    else:
+
+        def within_deadline(**kwargs: Any) -> float | None:
+            return decided(retry(**kwargs), kwargs.get("caught_exception"))
+
+        handler = within_deadline
     events.unregister(name, unique_id=uid)
-    events.register(name, within_deadline, unique_id=uid)
+    events.register(name, handler, unique_id=uid)
 
 
+@functools.cache
 def _aiobotocore_installed() -> bool:
     return importlib.util.find_spec("aiobotocore") is not None
 
@@ -310,6 +347,7 @@ class DynamoDBStore(Store):
         bound = functools.partial(_bound_attempt, self.options.read_timeout)
         client.meta.events.register("before-send.dynamodb", bound)
         _bound_backoff(client)
+        client.meta.events.register("after-call.dynamodb", _complete_answer)
         for event, handler in (self.options.event_hooks or {}).items():
             client.meta.events.register(event, handler)
 

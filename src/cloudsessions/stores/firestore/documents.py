@@ -56,8 +56,9 @@ from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from ...errors import ConfigurationError, SessionGone
+from ...errors import ConfigurationError, SessionGone, StoreUnavailable
 from ...store import Changes, EncodedRecord, logger
 
 DATA, KEYS, EXPIRES_AT, EXPIRES_US, USER_ID = "d", "keys", "expires_at", "expires_us", "user_id"
@@ -124,6 +125,19 @@ def meta(doc: Mapping[str, Any]) -> str | None:
 
 def record(snapshot: Any) -> EncodedRecord | None:
     return loaded(snapshot)[0]
+
+
+def answered(snapshot: Any) -> Any:
+    """`snapshot`, if the server sent it.
+
+    google-cloud-firestore answers a BatchGetDocuments stream that ended without a response
+    (a connection cut mid-stream) with a "missing" snapshot of its own making, whose
+    read_time is the local clock as a protobuf Timestamp (a real answer's is the server's,
+    a datetime). Taken for a missing record, it would log the browser out silently.
+    """
+    if not snapshot.exists and isinstance(snapshot.read_time, Timestamp):
+        raise StoreUnavailable("the Firestore read ended without an answer (a cut stream)")
+    return snapshot
 
 
 def loaded(snapshot: Any) -> tuple[EncodedRecord | None, Version | None]:

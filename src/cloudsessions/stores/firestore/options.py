@@ -11,7 +11,7 @@ from google.api_core import retry as gretry
 from google.auth.credentials import Credentials
 from google.cloud import firestore
 
-from ... import deadline
+from ... import deadline, retries
 from ...errors import ConfigurationError
 from ...store import StoreOptions
 
@@ -22,6 +22,9 @@ TRANSIENT: tuple[type[Exception], ...] = (
     gexc.Aborted,
     gexc.InternalServerError,
 )
+# Of those, the ones by which the server refused a call before running it (quota or
+# contention): retried even for an increment.
+REFUSED: tuple[type[Exception], ...] = (gexc.ResourceExhausted, gexc.Aborted)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -68,11 +71,14 @@ def call_options(
 def within_deadline(call: dict[str, Any]) -> dict[str, Any]:
     """`call` (from call_options), its timeout and retry deadline cut to what is left of
     the request deadline (cloudsessions.deadline): retries stop, and their jittered
-    backoff does not sleep, past it."""
+    backoff does not sleep, past it. While an increment runs, only errors by which the
+    server refused the call are retried (cloudsessions.retries)."""
     remaining = deadline.left()
-    if remaining is None:
-        return call
     retry = call["retry"]
+    if retry is not None and retries.increment_running() is not None:
+        retry = retry.with_predicate(gretry.if_exception_type(*REFUSED))
+    if remaining is None:
+        return call if retry is call["retry"] else {**call, "retry": retry}
     if retry is not None and retry.timeout is not None and retry.timeout > remaining:
         retry = retry.with_timeout(remaining)
     return {"retry": retry, "timeout": min(call["timeout"], remaining)}

@@ -73,7 +73,8 @@ class FirestoreStore(Store):
         ErrorKind(
             (gexc.RetryError, *TRANSIENT),
             StoreUnavailable,
-            "gave up after retrying for up to {store.options.retry_deadline:g} s",
+            "gave up after retrying for up to {store.options.retry_deadline:g} s or the request"
+            " deadline ({store.deadline:g} s of store time), whichever came first",
         ),
         ErrorKind(
             (gexc.PermissionDenied, gexc.Unauthenticated, auth_exceptions.RefreshError),
@@ -248,7 +249,7 @@ class FirestoreStore(Store):
     def _load(self, rid: str) -> EncodedRecord | None:
         ref = self._sync.get().document(*self.path, rid)
         with self._errors("load a session"):
-            found, version = documents.loaded(ref.get(**self._rpc))
+            found, version = documents.loaded(documents.answered(ref.get(**self._rpc)))
         self._versions.get().put(rid, version)
         return found
 
@@ -323,7 +324,7 @@ class FirestoreStore(Store):
         ref = client.document(*self.path, rid)
         for pause in self._conflict_pauses():
             with self._updating("increment a session counter"):
-                snapshot = ref.get(**self._rpc)
+                snapshot = documents.answered(ref.get(**self._rpc))
                 value, write = documents.increment_from(
                     snapshot, field, delta, base, expires_at, now
                 )
@@ -346,7 +347,7 @@ class FirestoreStore(Store):
         ref = self._sync.get().document(*self.path, rid)
         for pause in self._conflict_pauses():
             with self._errors("revoke a session"):
-                snapshot = ref.get([documents.USER_ID], **self._rpc)
+                snapshot = documents.answered(ref.get([documents.USER_ID], **self._rpc))
                 owner = (snapshot.to_dict() or {}).get(documents.USER_ID)
                 if not snapshot.exists or owner != user_id:
                     return False  # gone already, or another user's
@@ -373,7 +374,7 @@ class FirestoreStore(Store):
     async def _aload(self, rid: str) -> EncodedRecord | None:
         ref = (await self._async.get()).document(*self.path, rid)
         with self._errors("load a session"):
-            found, version = documents.loaded(await ref.get(**self._arpc))
+            found, version = documents.loaded(documents.answered(await ref.get(**self._arpc)))
         self._versions.get().put(rid, version)
         return found
 
@@ -443,7 +444,7 @@ class FirestoreStore(Store):
         ref = client.document(*self.path, rid)
         for pause in self._conflict_pauses():
             with self._updating("increment a session counter"):
-                snapshot = await ref.get(**self._arpc)
+                snapshot = documents.answered(await ref.get(**self._arpc))
                 value, write = documents.increment_from(
                     snapshot, field, delta, base, expires_at, now
                 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -16,13 +17,14 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.connection
+import redis.asyncio.retry
 import redis.cluster
 import redis.connection
 import redis.exceptions
 from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from ... import deadline
+from ... import deadline, retries
 from ...errors import ConfigurationError, DeadlineExceeded
 from ...store import StoreURL
 from .options import OnCommand, RedisOptions
@@ -74,34 +76,98 @@ class Target:
         return f"redis cluster {where}" if self.cluster else f"redis {where}/{self.db}"
 
 
-def _connection_class(base: type[Any], on_command: OnCommand | None) -> type[Any]:
-    """`base` within the request deadline (cloudsessions.deadline), and observed by
-    `on_command` if given.
+def _connection_class(
+    base: type[Any], on_command: OnCommand | None, *, bound_replies: bool = True
+) -> type[Any]:
+    """`base` within the request deadline (cloudsessions.deadline), never sending an
+    increment twice (cloudsessions.retries), and observed by `on_command` if given.
 
-    No command is sent once the deadline has passed, and none waits for its reply longer
-    than is left of it (a reply that does not come in time disconnects the connection, as
-    any redis-py timeout does, so a late reply is never read as another command's).
+    No command is sent once the deadline has passed, and no reply is waited for longer
+    than is left of it: the connection's own socket timeout is shortened for that reply,
+    so redis-py disconnects on a timeout (an explicit `timeout=` would make the async client
+    return None and leave the late reply on the connection, to be read as the next
+    command's).
     """
+    is_async = base.__module__.startswith("redis.asyncio")
     # Where each client packs a command: sync connections in send_command, asyncio ones
     # (and the asyncio cluster, which packs for them) in pack_command.
-    method = "pack_command" if base.__module__.startswith("redis.asyncio") else "send_command"
+    method = "pack_command" if is_async else "send_command"
     send, read = getattr(base, method), base.read_response
 
     def sending(self: Any, *args: Any, **kwargs: Any) -> Any:
         deadline.left("answer")  # raises DeadlineExceeded: nothing is sent
+        if (increment := retries.increment_running()) is not None:
+            increment.sending()  # raises if its last sending may have run unanswered
         if on_command is not None:
             on_command(args)
         return send(self, *args, **kwargs)
 
     def reading(self: Any, *args: Any, **kwargs: Any) -> Any:
-        remaining = deadline.remaining()
-        if remaining is not None and (
-            self.socket_timeout is None or remaining < self.socket_timeout
-        ):
-            kwargs.setdefault("timeout", max(remaining, 0.001))
-        return read(self, *args, **kwargs)
+        bound, sock = _reply_bound(self.socket_timeout), self._sock
+        if bound is not None and sock is not None:
+            sock.settimeout(bound)
+        try:
+            with _answering():
+                return read(self, *args, **kwargs)
+        finally:
+            if bound is not None and self._sock is not None:
+                self._sock.settimeout(self.socket_timeout)
 
-    return type(f"Bounded{base.__name__}", (base,), {method: sending, "read_response": reading})
+    async def areading(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound, usual = _reply_bound(self.socket_timeout), self.socket_timeout
+        if bound is not None:
+            self.socket_timeout = bound
+        try:
+            with _answering():
+                return await read(self, *args, **kwargs)
+        finally:
+            self.socket_timeout = usual
+
+    methods: dict[str, Any] = {method: sending}
+    if bound_replies:
+        methods["read_response"] = areading if is_async else reading
+    if is_async:
+        sendall = base.send_packed_command
+
+        async def asending(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await sendall(self, *args, **kwargs)
+            except AttributeError as exc:
+                # Python 3.13.0's asyncio, writing to a connection the server has reset,
+                # fails so (its transport is gone) instead of with a ConnectionError: it is
+                # one, and retried as one (nothing was sent).
+                if "_add_writer" not in str(exc):
+                    raise
+                raise redis.exceptions.ConnectionError(f"the connection was reset: {exc}") from exc
+
+        methods["send_packed_command"] = asending
+    return type(f"Bounded{base.__name__}", (base,), methods)
+
+
+@contextlib.contextmanager
+def _answering() -> Iterator[None]:
+    """A reply read (an error reply too) answers the running increment's command; a lost
+    connection or a timeout leaves it unanswered."""
+    increment = retries.increment_running()
+    if increment is None:
+        yield
+        return
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        raise
+    except BaseException:
+        increment.answered()
+        raise
+    increment.answered()
+
+
+def _reply_bound(usual: float | None) -> float | None:
+    """How long the next reply may take, if the request deadline leaves less than `usual`."""
+    remaining = deadline.remaining()
+    if remaining is None or (usual is not None and remaining >= usual):
+        return None
+    return max(remaining, 0.001)
 
 
 class _WithinDeadline(AbstractBackoff):
@@ -125,22 +191,27 @@ class _WithinDeadline(AbstractBackoff):
         return delay
 
 
+def _retry(kind: type[Any], options: RedisOptions) -> Any:
+    """redis-py's Retry (sync or asyncio: each client takes its own) on connection errors
+    only, never a timeout: the server may have run the command, and a script run twice could
+    count an increment twice. A server still loading its data (-LOADING) is one. (A cluster
+    client retries without backoff: the store outlasts a failover itself, see store.py.)"""
+    return kind(
+        _WithinDeadline(),
+        options.attempts - 1,
+        supported_errors=(redis.exceptions.ConnectionError,),
+    )
+
+
 def _common(target: Target, options: RedisOptions) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "username": target.username,
         "password": target.password,
-        "socket_timeout": options.socket_timeout,
+        "socket_timeout": min(options.socket_timeout, options.deadline),
         "socket_connect_timeout": min(options.socket_connect_timeout, options.deadline),
         "client_name": options.client_name,
         "decode_responses": True,
-        # On connection errors only, never a timeout: the server may have run the command,
-        # and a script run twice could count an increment twice. (A cluster client retries
-        # without backoff: the store outlasts a failover itself, see store.py.)
-        "retry": Retry(
-            _WithinDeadline(),
-            options.attempts - 1,
-            supported_errors=(redis.exceptions.ConnectionError,),
-        ),
+        "retry": _retry(Retry, options),
         "ssl": target.ssl,
     }
     if options.max_connections:
@@ -154,7 +225,10 @@ def sync_client(target: Target, options: RedisOptions) -> Any:
     kwargs = _common(target, options)
     del kwargs["ssl"]
     base = redis.connection.SSLConnection if target.ssl else redis.connection.Connection
-    base = _connection_class(base, options.on_command)
+    # The sync cluster client keeps each reply's bound at socket_timeout (itself no more
+    # than the deadline): shortened per reply, it was seen to leave a reply unread now and
+    # then after a cut connection (tests/test_faults.py), to be read as another command's.
+    base = _connection_class(base, options.on_command, bound_replies=not target.cluster)
     (host, port), *others = target.nodes
     if target.cluster:
         # Given a url, the cluster client builds each node's pool with our connection class.
@@ -169,7 +243,7 @@ def sync_client(target: Target, options: RedisOptions) -> Any:
 async def async_client(
     target: Target, options: RedisOptions, stack: contextlib.AsyncExitStack
 ) -> Any:
-    kwargs = _common(target, options)
+    kwargs = {**_common(target, options), "retry": _retry(redis.asyncio.retry.Retry, options)}
     ssl = target.ssl
     if target.cluster:
         nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in target.nodes]

@@ -133,6 +133,8 @@ class RedisStore(Store):
         # Connection refused or reset, timeouts, a cluster failing over (CLUSTERDOWN,
         # TRYAGAIN, a master gone), a server loading or out of memory: after retries.
         ErrorKind(rexc.RedisError, StoreUnavailable),
+        # A cluster none of whose nodes could be reached (its slot map is made again).
+        ErrorKind(rexc.RedisClusterException, StoreUnavailable),
     )
 
     def __init__(self, target: Target, options: RedisOptions) -> None:
