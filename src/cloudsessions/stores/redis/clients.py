@@ -96,36 +96,38 @@ def _connection_class(
 
     def sending(self: Any, *args: Any, **kwargs: Any) -> Any:
         deadline.left("answer")  # raises DeadlineExceeded: nothing is sent
-        if (increment := retries.increment_running()) is not None:
+        increment = retries.increment_running()
+        if increment is not None and str(args[0]).upper() in _SCRIPT_CALLS:
             increment.sending()  # raises if its last sending may have run unanswered
+            self._increment_sent = True  # its reply is the next this connection reads
         if on_command is not None:
             on_command(args)
         return send(self, *args, **kwargs)
 
     def reading(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bound, sock = _reply_bound(self.socket_timeout), self._sock
+        bound = _reply_bound(self.socket_timeout) if bound_replies else None
+        sock = self._sock
         if bound is not None and sock is not None:
             sock.settimeout(bound)
         try:
-            with _answering():
+            with _answering(self):
                 return read(self, *args, **kwargs)
         finally:
             if bound is not None and self._sock is not None:
                 self._sock.settimeout(self.socket_timeout)
 
     async def areading(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bound, usual = _reply_bound(self.socket_timeout), self.socket_timeout
+        usual = self.socket_timeout
+        bound = _reply_bound(usual) if bound_replies else None
         if bound is not None:
             self.socket_timeout = bound
         try:
-            with _answering():
+            with _answering(self):
                 return await read(self, *args, **kwargs)
         finally:
             self.socket_timeout = usual
 
-    methods: dict[str, Any] = {method: sending}
-    if bound_replies:
-        methods["read_response"] = areading if is_async else reading
+    methods: dict[str, Any] = {method: sending, "read_response": areading if is_async else reading}
     if is_async:
         sendall = base.send_packed_command
 
@@ -144,14 +146,22 @@ def _connection_class(
     return type(f"Bounded{base.__name__}", (base,), methods)
 
 
+# The commands that run a store script (the increment is one): the only ones an increment's
+# guard watches (a new connection's handshake pipelines commands of its own).
+_SCRIPT_CALLS = frozenset({"EVALSHA", "EVAL"})
+
+
 @contextlib.contextmanager
-def _answering() -> Iterator[None]:
-    """A reply read (an error reply too) answers the running increment's command; a lost
-    connection or a timeout leaves it unanswered."""
+def _answering(connection: Any) -> Iterator[None]:
+    """The reply to the running increment's script call, read on the connection that sent
+    it (an error reply too), answers it; a lost connection or a timeout leaves it
+    unanswered. Replies read elsewhere (a new connection's handshake, a cluster's slot map)
+    answer nothing."""
     increment = retries.increment_running()
-    if increment is None:
+    if increment is None or not getattr(connection, "_increment_sent", False):
         yield
         return
+    connection._increment_sent = False
     try:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
