@@ -706,6 +706,50 @@ def test_purge_deletes_page_by_page(fs: stores.Instrumented) -> None:
     assert trips.reads == ["RunQuery"] * 3 and trips.writes == ["Commit"] * 3
 
 
+def test_purge_keeps_a_session_written_between_its_query_and_its_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Firestore's purge reads a page, then commits its deletes: a save may land between.
+
+    The window is one round trip, so here the save is made to land in it: right after the
+    query returns the page. The page's commit, conditioned on each document's update time,
+    is refused; its documents then go one by one, and the refreshed ones stay.
+    """
+    from google.cloud.firestore_v1.query import Query
+
+    store = open_store(stores.store_url("firestore", tmp_path))
+    try:
+        now = time.time()
+        for _ in range(30):
+            store.create(new_session_id(), SessionRecord({}, now - 60))
+        edge = [new_session_id() for _ in range(5)]
+        for key in edge:
+            store.create(key, SessionRecord({"v": 0}, now + 30, "u"))
+        stream = Query.stream
+
+        def stream_then_save(self: Query, *args: object, **kwargs: object) -> Iterator[object]:
+            page = list(stream(self, *args, **kwargs))
+            if page and edge[0] not in refreshed:
+                for key in edge:
+                    store.save(key, SessionRecord({"v": 1}, time.time() + HOUR, "u"), ["v"])
+                    refreshed.append(key)
+            return iter(page)
+
+        refreshed: list[str] = []
+        monkeypatch.setattr(Query, "stream", stream_then_save)
+        removed = store._purge_expired(now + 60, 100, None)
+        monkeypatch.undo()
+
+        assert refreshed == edge
+        assert removed == 30
+        for key in edge:
+            loaded = store.load(key)
+            assert loaded is not None and loaded.data == {"v": 1}
+    finally:
+        store.drop()
+        store.close()
+
+
 # ---------------------------------------------------------------------- outages
 
 

@@ -117,6 +117,19 @@ def capped(timeout: float, what: str = "call the store") -> float:
     return timeout if remaining is None else min(timeout, remaining)
 
 
+def afford(delay: float) -> float:
+    """`delay`, a retry's backoff, if the running budget can afford to sleep it; raises
+    DeadlineExceeded if it cannot (a retry that would start past the deadline is not
+    waited for)."""
+    remaining = left("answer")
+    if remaining is not None and delay >= remaining:
+        raise DeadlineExceeded(
+            "the session store kept failing until the request deadline"
+            f" ({delay:.2f} s of backoff left {remaining:.2f} s)"
+        )
+    return delay
+
+
 def backstop() -> float | None:
     """When to cancel an async call that overran the deadline (None: no budget)."""
     remaining = left()

@@ -37,7 +37,6 @@ from ... import deadline, retries
 from ...errors import (
     CloudSessionsError,
     ConfigurationError,
-    DeadlineExceeded,
     SessionExists,
     SessionGone,
     SessionTooLarge,
@@ -148,14 +147,7 @@ def _bound_backoff(client: Any) -> None:
         sent = caught_exception is not None and not isinstance(caught_exception, _NOT_SENT)
         if sent and retries.increment_running() is not None:
             return None  # the request went out: the server may have counted it
-        delay *= _BACKOFF_SCALE
-        remaining = deadline.left("answer")
-        if remaining is not None and delay >= remaining:
-            raise DeadlineExceeded(
-                "the session store kept failing until the request deadline"
-                f" ({delay:.2f} s of backoff left {remaining:.2f} s)"
-            )
-        return delay
+        return deadline.afford(delay * _BACKOFF_SCALE)
 
     if inspect.iscoroutinefunction(retry):  # aiobotocore's
 

@@ -25,7 +25,7 @@ from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from ... import deadline, retries
-from ...errors import ConfigurationError, DeadlineExceeded
+from ...errors import ConfigurationError
 from ...store import StoreURL
 from .options import OnCommand, RedisOptions
 
@@ -191,14 +191,7 @@ class _WithinDeadline(AbstractBackoff):
         self._backoff.reset()  # type: ignore[no-untyped-call]
 
     def compute(self, failures: int) -> float:
-        delay = self._backoff.compute(failures)
-        remaining = deadline.left("answer")
-        if remaining is not None and delay >= remaining:
-            raise DeadlineExceeded(
-                "the session store kept failing until the request deadline"
-                f" ({delay:.2f} s of backoff left {remaining:.2f} s)"
-            )
-        return delay
+        return deadline.afford(self._backoff.compute(failures))
 
 
 def _retry(kind: type[Any], options: RedisOptions) -> Any:
