@@ -25,6 +25,8 @@ from tests.real_servers import (
     views_and_greeting,
 )
 
+pytestmark = pytest.mark.browser  # on the first Python only: see scripts/test
+
 SCREENSHOT = IMAGES / "demo.png"
 SCREEN = {"width": 900, "height": 640}  # CSS pixels, one device pixel each
 

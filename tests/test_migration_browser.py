@@ -48,6 +48,8 @@ from tests.browsers import chromium
 from tests.migration_sites import USERS, flask_session_url, site_env
 from tests.real_servers import Browser, app_server
 
+pytestmark = pytest.mark.browser  # on the first Python only: see scripts/test
+
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 30  # seconds at most for the page a click leads to
 BROWSERS = ("ada", "bob", "carol")  # carol signs out before the switch

@@ -33,6 +33,7 @@ from cloudsessions import (
 from cloudsessions.metadata import encode as encode_meta
 from cloudsessions.record import EncodedRecord, Metadata
 from cloudsessions.stores.mongodb import CLIENT_DEFAULTS, MongoDBStore
+from cloudsessions.stores.mongodb.admin import ENDED_DOCUMENTS_STAY
 from cloudsessions.stores.mongodb.requests import document, utc
 from cloudsessions.testing.signed_in import LAPTOP, PHONE
 from tests import stores
@@ -362,7 +363,7 @@ def test_provision_creates_indexes_once_and_check_reports_them(
     assert any("created index user_id" in line for line in first)
     found = indexes(coll)
     assert found["expires_at_ttl"]["key"] == {"expires_at": 1}
-    assert int(found["expires_at_ttl"]["expireAfterSeconds"]) == 0
+    assert int(found["expires_at_ttl"]["expireAfterSeconds"]) == 60
     assert found["user_id"]["key"] == {"user_id": 1} and found["user_id"]["sparse"] is True
     assert store.provision() == []
 
@@ -397,11 +398,31 @@ def test_a_conflicting_ttl_index_is_reported_and_changed_only_with_fix(
     done = store.provision(fix=True)
     assert done == [
         "changed index expires_at_ttl on {expires_at: 1} (expireAfterSeconds=3600)"
-        " to expires_at_ttl on expires_at (expireAfterSeconds=0)"
+        " to expires_at_ttl on expires_at (expireAfterSeconds=60)"
     ]
-    assert int(indexes(coll)["expires_at_ttl"]["expireAfterSeconds"]) == 0
+    assert int(indexes(coll)["expires_at_ttl"]["expireAfterSeconds"]) == 60
     assert store.provision() == []
     assert all(r.ok for r in store.check())
+
+
+def test_a_ttl_index_of_an_earlier_release_is_kept_and_changed_with_fix(
+    inst: stores.Instrumented, raw_client: MongoClient[dict[str, Any]]
+) -> None:
+    """expireAfterSeconds=0 (releases before the retried-retirement fix) still works: the
+    store accepts it as it is, and --fix gives it the minute a retried save needs."""
+    store, coll = inst.store, raw_collection(raw_client, inst.url)
+    coll.create_index("expires_at", name="expires_at_ttl", expireAfterSeconds=0)
+    assert store.provision() == [
+        f"created index user_id on user_id (sparse=True) in {coll.full_name}"
+    ]
+    assert all(r.ok for r in store.check())
+    assert int(indexes(coll)["expires_at_ttl"]["expireAfterSeconds"]) == 0
+    assert isinstance(store, MongoDBStore)
+    assert store.provision(fix=True) == [
+        "changed index expires_at_ttl on {expires_at: 1} (expireAfterSeconds=0)"
+        " to expires_at_ttl on expires_at (expireAfterSeconds=60)"
+    ]
+    assert int(indexes(coll)["expires_at_ttl"]["expireAfterSeconds"]) == 60
 
 
 def test_a_conflicting_user_index_is_rebuilt_with_fix_and_same_key_indexes_are_kept(
@@ -410,7 +431,7 @@ def test_a_conflicting_user_index_is_rebuilt_with_fix_and_same_key_indexes_are_k
     store, coll = inst.store, raw_collection(raw_client, inst.url)
     assert isinstance(store, MongoDBStore)
     coll.create_index("user_id", name="user_id")  # not sparse
-    coll.create_index("expires_at", name="by_expiry", expireAfterSeconds=0)  # same, other name
+    coll.create_index("expires_at", name="by_expiry", expireAfterSeconds=60)  # ours, renamed
     key = new_session_id()
     store.create(key, live({"a": 1}, user_id="u"))
     with pytest.raises(ConfigurationError, match="user_id"):
@@ -430,7 +451,8 @@ def test_the_ttl_index_removes_expired_sessions(
     store, coll = inst.store, raw_collection(raw_client, inst.url)
     store.provision()
     old, fresh = new_session_id(), new_session_id()
-    store.create(old, SessionRecord({}, time.time() - 1))
+    # The TTL index removes a document a minute after its expiry (ENDED_DOCUMENTS_STAY).
+    store.create(old, SessionRecord({}, time.time() - ENDED_DOCUMENTS_STAY - 1))
     store.create(fresh, live({}))
     wait_until(lambda: coll.find_one({"_id": record_id(old)}) is None, TTL_DEADLINE, "TTL removal")
     assert store.load(fresh) is not None

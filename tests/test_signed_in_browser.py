@@ -26,6 +26,8 @@ from cloudsessions.pages import MESSAGES
 from tests.browsers import IMAGES, NewBrowser, chromium, fix_viewport, keep_screenshot, page_size
 from tests.real_servers import DEMO_FRAMEWORKS, demo_server
 
+pytestmark = pytest.mark.browser  # on the first Python only: see scripts/test
+
 SCREENSHOT = IMAGES / "signed-in.png"
 SCREEN = {"width": 900, "height": 400}  # CSS pixels, one device pixel each
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"

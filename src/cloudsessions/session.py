@@ -129,8 +129,10 @@ class SessionState:
         # Records this request ended (clear, logout), with their user: deleted at the next
         # write.
         self._ended: list[tuple[str, str | None]] = []
-        # The id regenerate() replaced: retired once the new record exists (see retire()).
+        # The id regenerate() replaced: retired once the new record exists (see retire()),
+        # and the expiry its retirement writes, fixed when regenerate() was called.
         self._retiring: str | None = None
+        self._retired_at = 0.0
         # True while self.session_id is a fresh id that the store does not hold yet.
         self._unsaved = False
         # The record vanished under us (logged out elsewhere): write nothing more.
@@ -251,7 +253,7 @@ class SessionState:
     def regenerate(self) -> None:
         """Move the data to a new id at the next write; the old id is retired after it."""
         if self.session_id is not None and not self._unsaved and self._retiring is None:
-            self._retiring = self.session_id
+            self._retiring, self._retired_at = self.session_id, time.time()
             self._rotating = True
         self._end_current(keep=False)
         self.session_id, self._unsaved = session_ids.new_session_id(), True
@@ -271,16 +273,20 @@ class SessionState:
         One conditional write that expires the old record at once (it is never served
         again; the store's TTL or purge removes it). If it was already ended elsewhere (a
         logout, a revocation) it raises SessionGone: the session must not live on under a
-        new id.
+        new id. If the store fails (StoreUnavailable) the retirement stays due: it writes
+        the same expiry every time, so one that went through before its answer was lost
+        goes through again (see Store.save).
         """
-        old, self._retiring = self._retiring, None
+        old = self._retiring
         if old is None:
             return
         try:
-            yield steps.save(old, SessionRecord({}, time.time(), None), [])
+            yield steps.save(old, SessionRecord({}, self._retired_at, None), [])
         except SessionGone:
+            self._retiring = None
             self._lost()
             raise
+        self._retiring = None
 
     def delete_ended(self) -> Steps[None]:
         """Delete the records regenerate() and end() left behind, now."""
@@ -451,6 +457,17 @@ class SessionState:
             yield steps.delete(self.session_id)
             self.session_id, self.new, self.created = None, True, False
             raise
+        except StoreUnavailable:
+            # The browser moves to the new id all the same: the retirement may have gone
+            # through before its answer was lost, and failing the request would leave the
+            # browser on a retired id, signed out. An old id the write missed keeps the
+            # session as it was before this request (never what this request wrote) until
+            # it expires, and no browser sends it again.
+            self._retiring = None
+            logger.warning(
+                "the store did not confirm the retirement of a rotated session id; the"
+                " browser moves to the new one"
+            )
 
     def _create(self, enc: _Encoded, expires_at: float, *, exact: bool = False) -> Steps[None]:
         meta = self._observe(enc.user)
@@ -464,8 +481,9 @@ class SessionState:
             except SessionExists:
                 if exact:
                     raise
-                wanted = None
-                continue
+                if not (yield from self._created_before(candidate, enc)):
+                    wanted = None
+                    continue
             self.session_id, self._unsaved, self.new, self.gone = candidate, False, False, False
             self._stored, self._counters, self._user = dict(enc.texts), set(), enc.user
             self.expires_at, self.wrote, self.created = expires_at, True, True
@@ -476,6 +494,22 @@ class SessionState:
                 signal.send(self.store, user_id=enc.user, meta=meta or Metadata())
             return
         raise SessionExists(f"no free session id after {MAX_CREATE_ATTEMPTS} attempts")
+
+    def _created_before(self, candidate: str, enc: _Encoded) -> Steps[bool]:
+        """Whether the record that took `candidate` is this very create's.
+
+        A fresh id from `secrets` is never taken by anyone else: "exists" means the SDK sent
+        the create again after the first attempt's answer was lost (a cut connection), and
+        that attempt stored it. Taking another id would leave this data behind under the
+        first, live and listed among the user's sessions until it expires. One read, on
+        this path only; a record that is not the same data and user is another's.
+        """
+        found = yield steps.load(candidate)
+        return (
+            found is not None
+            and found.user_id == enc.user
+            and (found.texts or codec.snapshot(found.data)) == enc.texts
+        )
 
     def _save(self, enc: _Encoded, changed: list[str], expires_at: float) -> Steps[None]:
         assert self.session_id is not None

@@ -22,7 +22,7 @@ from typing import Any
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
 from .. import session_ids
-from ..errors import SessionExists, SessionGone
+from ..errors import SessionExists, SessionGone, StoreUnavailable
 from ..metadata import Client
 from ..policy import Policy
 from ..session import SessionState
@@ -166,16 +166,18 @@ class SessionStore(SignedInMethods, SessionBase):
         # The old id is retired now (it is never served again once this returns); the new
         # record is created by the save that follows, under the id the view can already
         # read. A session ended elsewhere meanwhile stays ended: that save raises UpdateError.
+        # A store that fails now leaves the retirement to that save, after its create (as
+        # the other front doors do it): the login is not failed for it.
         self._session_cache = self._get_session()  # type: ignore[attr-defined]
         self._core.regenerate()
-        with contextlib.suppress(SessionGone):
+        with contextlib.suppress(SessionGone, StoreUnavailable):
             self._core.run(self._core.retire())
         self.modified = True
 
     async def acycle_key(self) -> None:
         self._session_cache = await self._aget_session()  # type: ignore[attr-defined]
         self._core.regenerate()
-        with contextlib.suppress(SessionGone):
+        with contextlib.suppress(SessionGone, StoreUnavailable):
             await self._core.arun(self._core.retire())
         self.modified = True
 

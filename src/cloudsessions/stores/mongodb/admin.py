@@ -1,13 +1,17 @@
 """Provisioning and checks of the MongoDB store's collection: never run on a request.
 
-A TTL index on ``expires_at`` (expireAfterSeconds=0) lets the server remove expired
-sessions; expiry is still enforced on read because the TTL monitor runs only once a
-minute. A sparse index on ``user_id`` serves for_user and delete_for_user.
+A TTL index on ``expires_at`` lets the server remove expired sessions a minute after
+their expiry (expireAfterSeconds=60; expiry is enforced on read, so this changes only
+when the document goes): a save that ends a session (the old id of a rotation, see
+Store.save) and is sent again after its answer was lost must still find its document.
+Collections provisioned with expireAfterSeconds=0 are accepted as they are (`--fix`
+moves them to 60). A sparse index on ``user_id`` serves for_user and delete_for_user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +24,9 @@ from ...errors import CloudSessionsError, ConfigurationError
 from ...store import CheckResult
 from .requests import Document, expired
 
+# Seconds a session's document stays past its expiry (the TTL index's expireAfterSeconds).
+ENDED_DOCUMENTS_STAY = 60
+
 Errors = Callable[[str], contextlib.AbstractContextManager[None]]
 """The store's _errors: raises the block's PyMongo errors as ours."""
 
@@ -30,8 +37,16 @@ class _Index:
     field: str
     options: Mapping[str, Any]
 
-    def matches(self, found: Mapping[str, Any]) -> bool:
-        return _key_of(found) == [(self.field, 1)] and _options_of(found) == dict(self.options)
+    # Options that an index provisioned by an earlier release may have instead.
+    accepted: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def matches(self, found: Mapping[str, Any], *, exactly: bool = False) -> bool:
+        if _key_of(found) != [(self.field, 1)]:
+            return False
+        options = _options_of(found)
+        return options == dict(self.options) or (
+            not exactly and options == {**self.options, **self.accepted}
+        )
 
     def describe(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
@@ -39,7 +54,12 @@ class _Index:
 
 
 INDEXES = (
-    _Index("expires_at_ttl", "expires_at", {"expireAfterSeconds": 0}),
+    _Index(
+        "expires_at_ttl",
+        "expires_at",
+        {"expireAfterSeconds": ENDED_DOCUMENTS_STAY},
+        accepted={"expireAfterSeconds": 0},
+    ),
     # Sparse: anonymous sessions (no user_id field) take no room in it.
     _Index("user_id", "user_id", {"sparse": True}),
 )
@@ -63,7 +83,7 @@ def provision(coll: Collection[Document], describe: str, *, fix: bool) -> list[s
         if found is None:
             coll.create_index(want.field, name=want.name, **want.options)
             done.append(f"created index {want.describe()} in {coll.full_name}")
-        elif want.matches(found):
+        elif want.matches(found, exactly=fix):
             continue
         elif fix:
             done.append(_fix_index(coll, want, found))

@@ -34,6 +34,8 @@ from .options import RedisOptions
 from .scripts import SOURCES
 
 _GONE = "the session was deleted or has expired"
+# Seconds a saved key outlives the save natively at least (see _save_args).
+ENDED_KEY_LINGERS = 60
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -198,7 +200,12 @@ class RedisStore(Store):
     def _save_args(
         self, rid: str, changes: Changes, expires_at: float, user_id: str | None, now: float
     ) -> list[Any]:
-        args: list[Any] = [now, *_expiry(expires_at), user_id or "", self._inline_index, rid]
+        expires_s, expires_ms = _expiry(expires_at)
+        # A save that ends the record (a rotation's retirement, see Store.save) keeps its
+        # key a while, expired by its "e": a retry of the save then finds its own write,
+        # where a key Redis had already dropped would read as a session ended elsewhere.
+        expires_ms = max(expires_ms, int((now + ENDED_KEY_LINGERS) * 1000))
+        args: list[Any] = [now, expires_s, expires_ms, user_id or "", self._inline_index, rid]
         args += [changes.meta or "", len(changes.set_fields)]
         for field, value in changes.set_fields.items():
             args += [f"d:{field}", value]
