@@ -259,7 +259,11 @@ def test_an_increment_cut_mid_response_counts_once(faulty: Bench, door_name: str
             " from its record of the session's txnNumber): set MONGODB_URI to test this"
         )
     door = faulty.door(door_name)
-    assert door.get("/count").json == {"views": 1}
+    for _ in range(3):  # a cold door builds its client inside the deadline: see begin()
+        first = door.get("/count")
+        if first.status != 503:
+            break
+    assert first.json == {"views": 1}, first
     sid = door.sid
     cut(faulty.rig, 0, WRITES[faulty.rig.name])
     answer, took = timed(lambda: door.get("/count"))

@@ -52,6 +52,9 @@ T = TypeVar("T")
 # A fresh 165-bit id is never taken; a store that keeps saying "exists" is broken, and
 # looping on it forever would hang the request.
 MAX_CREATE_ATTEMPTS = 5
+# How long before the expiry a retirement writes the record must be live (Store.save's
+# live_at): more than any store's time precision (MongoDB's is 1 ms).
+RETIREMENT_MARGIN = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,10 @@ class SessionState:
         if old is None:
             return
         try:
-            yield steps.save(old, SessionRecord({}, self._retired_at, None), [])
+            # Live just before the expiry it writes: a retry of this very write (its answer
+            # lost) passes again, a session ended elsewhere before it does not (Store.save).
+            ended = SessionRecord({}, self._retired_at, None)
+            yield steps.save(old, ended, [], live_at=self._retired_at - RETIREMENT_MARGIN)
         except SessionGone:
             self._retiring = None
             self._lost()

@@ -53,8 +53,11 @@ def create(session_id: str, record: SessionRecord) -> Call:
     return Call("create", (session_id, record))
 
 
-def save(session_id: str, record: SessionRecord, changed: list[str]) -> Call:
-    return Call("save", (session_id, record, changed))
+def save(
+    session_id: str, record: SessionRecord, changed: list[str], live_at: float | None = None
+) -> Call:
+    options = {} if live_at is None else {"live_at": live_at}
+    return Call("save", (session_id, record, changed), options)
 
 
 def increment(session_id: str, name: str, delta: int, expires_at: float, base: int) -> Call:

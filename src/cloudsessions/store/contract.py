@@ -43,9 +43,6 @@ T = TypeVar("T")
 
 # Room for the record id, expiry, user id and attribute names around the session fields.
 RECORD_OVERHEAD = 512
-# How long before a retirement's expiry its save tests that the record is live (see
-# _checked_at): more than any store's time precision (MongoDB's is 1 ms).
-RETIREMENT_MARGIN = 0.01
 
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -126,13 +123,26 @@ class Store(abc.ABC):
 
     @telemetry.traced("save")
     @_bounded("save a session")
-    def save(self, session_id: str, record: SessionRecord, changed: Iterable[str]) -> None:
+    def save(
+        self,
+        session_id: str,
+        record: SessionRecord,
+        changed: Iterable[str],
+        *,
+        live_at: float | None = None,
+    ) -> None:
         """Write the `changed` keys of a live record (absent from record.data = removed).
 
         Raises SessionGone if the record was deleted or has expired: never re-creates it.
+        `live_at` is when the record must be live (default: now). A save that ends a
+        session (a rotation retires the old id so) gives the instant before the expiry it
+        writes, the same on every attempt: every SDK sends a write again when its answer
+        is lost, and tested against now, the second attempt would find the first one's
+        expired record and report the session ended elsewhere.
         """
         rid, changes = self._prepare_save(session_id, record, changed)
-        self._save(rid, changes, record.expires_at, record.user_id, _checked_at(record))
+        now = time.time() if live_at is None else live_at
+        self._save(rid, changes, record.expires_at, record.user_id, now)
 
     @telemetry.traced("increment")
     @_bounded("increment a counter")
@@ -212,9 +222,17 @@ class Store(abc.ABC):
 
     @telemetry.atraced("save")
     @_abounded("save a session")
-    async def asave(self, session_id: str, record: SessionRecord, changed: Iterable[str]) -> None:
+    async def asave(
+        self,
+        session_id: str,
+        record: SessionRecord,
+        changed: Iterable[str],
+        *,
+        live_at: float | None = None,
+    ) -> None:
         rid, changes = self._prepare_save(session_id, record, changed)
-        args = (rid, changes, record.expires_at, record.user_id, _checked_at(record))
+        now = time.time() if live_at is None else live_at
+        args = (rid, changes, record.expires_at, record.user_id, now)
         await self._native(self._asave, self._save, *args)
 
     @telemetry.atraced("increment")
@@ -492,18 +510,3 @@ def _rid_for_write(session_id: str) -> str:
     if not session_ids.is_valid_session_id(session_id):
         raise ValueError("session ids are made by cloudsessions.new_session_id()")
     return session_ids.record_id(session_id)
-
-
-def _checked_at(record: SessionRecord) -> float:
-    """The time at which a save requires its record to be live (the `now` of Store._save).
-
-    Now, for every save but a retirement: a save that ends the record (its expiry is not
-    after now: the old id of a rotation) requires it live just before that expiry. Its
-    retry is then idempotent: every SDK resends a write whose answer was lost (a cut
-    connection, a reset HTTP/2 stream shared with other calls), and the store tests it
-    again on the server. Tested against now, the retry would find the first attempt's own
-    write (an expired record) and report the session ended elsewhere, which signs the
-    browser out of the session it was signing in to.
-    """
-    now = time.time()
-    return min(now, record.expires_at - RETIREMENT_MARGIN)

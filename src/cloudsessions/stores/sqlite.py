@@ -106,7 +106,10 @@ class SQLiteStore(Store):
                 isolation_level=None,
                 check_same_thread=True,
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Switching a new file to WAL takes its write lock without waiting for it: two
+            # threads opening a new file at once would see "database is locked".
+            with self._schema_lock:
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             if self.options.on_connect is not None:
                 self.options.on_connect(conn)

@@ -207,16 +207,18 @@ class RecordContract(Fixtures):
     def test_a_save_into_the_past_sent_again_goes_through_again(
         self, store: Store, session_id: str
     ) -> None:
-        """A rotation retires the old id with a save of a past expiry. Every SDK sends a
-        write again when its answer was lost, and the store tests it again: the same save
-        must find its own first write live, not a session ended elsewhere."""
+        """A rotation retires the old id with a save of a past expiry, live just before it
+        (`live_at`). Every SDK sends a write again when its answer was lost, and the store
+        tests it again: the same save must find its own first write live, not a session
+        ended elsewhere."""
         store.create(session_id, live({"a": 1}))
-        ended = SessionRecord({}, time.time() - 0.5, None)
-        store.save(session_id, ended, [])
-        store.save(session_id, ended, [])
+        at = time.time() - 0.5
+        ended = SessionRecord({}, at, None)
+        store.save(session_id, ended, [], live_at=at - 0.01)
+        store.save(session_id, ended, [], live_at=at - 0.01)
         assert store.load(session_id) is None
         with pytest.raises(SessionGone):  # any other save finds it ended
-            store.save(session_id, live({"a": 2}), ["a"])
+            store.save(session_id, ended, [])
 
     def test_save_writes_only_changed_keys_so_concurrent_saves_merge(
         self,
