@@ -140,9 +140,7 @@ class Store(abc.ABC):
         is lost, and tested against now, the second attempt would find the first one's
         expired record and report the session ended elsewhere.
         """
-        rid, changes = self._prepare_save(session_id, record, changed)
-        now = time.time() if live_at is None else live_at
-        self._save(rid, changes, record.expires_at, record.user_id, now)
+        self._save(*self._save_call(session_id, record, changed, live_at))
 
     @telemetry.traced("increment")
     @_bounded("increment a counter")
@@ -230,9 +228,7 @@ class Store(abc.ABC):
         *,
         live_at: float | None = None,
     ) -> None:
-        rid, changes = self._prepare_save(session_id, record, changed)
-        now = time.time() if live_at is None else live_at
-        args = (rid, changes, record.expires_at, record.user_id, now)
+        args = self._save_call(session_id, record, changed, live_at)
         await self._native(self._asave, self._save, *args)
 
     @telemetry.atraced("increment")
@@ -422,6 +418,18 @@ class Store(abc.ABC):
         if size > self.max_record_bytes:
             raise SessionTooLarge(size, self.max_record_bytes, self.kind)
         return stored
+
+    def _save_call(
+        self,
+        session_id: str,
+        record: SessionRecord,
+        changed: Iterable[str],
+        live_at: float | None,
+    ) -> tuple[str, Changes, float, str | None, float]:
+        """What save() gives _save: the changes, and the record live at `live_at` (now)."""
+        rid, changes = self._prepare_save(session_id, record, changed)
+        now = time.time() if live_at is None else live_at
+        return rid, changes, record.expires_at, record.user_id, now
 
     def _prepare_save(
         self, session_id: str, record: SessionRecord, changed: Iterable[str]
