@@ -101,13 +101,6 @@ def faulty(bench: Bench) -> Iterator[Bench]:
     proxy.clear_stats()
     yield bench
     proxy.restore()
-    if bench.rig.name == "redis_cluster":
-        # Under Python 3.13, now and then one reply through the cluster's proxies stays
-        # unread on a pooled connection of the sync client after a cut or an injected
-        # error, and the next test's first command reads it as its own (not seen through
-        # the standalone proxy, nor on Python 3.11; open: proxy or redis-py). Each test
-        # starts on fresh connections, so one test's leftover never decides another's.
-        bench.rig.store.close()
 
 
 def _print_table(store: str, rows: list[tuple[str, str, str, float]]) -> None:

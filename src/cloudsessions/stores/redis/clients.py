@@ -21,6 +21,7 @@ import redis.asyncio.retry
 import redis.cluster
 import redis.connection
 import redis.exceptions
+from redis._parsers import AsyncCommandsParser
 from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
@@ -76,9 +77,7 @@ class Target:
         return f"redis cluster {where}" if self.cluster else f"redis {where}/{self.db}"
 
 
-def _connection_class(
-    base: type[Any], on_command: OnCommand | None, *, bound_replies: bool = True
-) -> type[Any]:
+def _connection_class(base: type[Any], on_command: OnCommand | None) -> type[Any]:
     """`base` within the request deadline (cloudsessions.deadline), never sending an
     increment twice (cloudsessions.retries), and observed by `on_command` if given.
 
@@ -86,7 +85,8 @@ def _connection_class(
     than is left of it: the connection's own socket timeout is shortened for that reply,
     so redis-py disconnects on a timeout (an explicit `timeout=` would make the async client
     return None and leave the late reply on the connection, to be read as the next
-    command's).
+    command's). A connection whose handshake fails for any reason is closed, never pooled
+    half made.
     """
     is_async = base.__module__.startswith("redis.asyncio")
     # Where each client packs a command: sync connections in send_command, asyncio ones
@@ -105,7 +105,7 @@ def _connection_class(
         return send(self, *args, **kwargs)
 
     def reading(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bound = _reply_bound(self.socket_timeout) if bound_replies else None
+        bound = _reply_bound(self.socket_timeout)
         sock = self._sock
         if bound is not None and sock is not None:
             sock.settimeout(bound)
@@ -118,7 +118,7 @@ def _connection_class(
 
     async def areading(self: Any, *args: Any, **kwargs: Any) -> Any:
         usual = self.socket_timeout
-        bound = _reply_bound(usual) if bound_replies else None
+        bound = _reply_bound(usual)
         if bound is not None:
             self.socket_timeout = bound
         try:
@@ -127,7 +127,30 @@ def _connection_class(
         finally:
             self.socket_timeout = usual
 
-    methods: dict[str, Any] = {method: sending, "read_response": areading if is_async else reading}
+    connect = base.connect_check_health
+
+    def connecting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return connect(self, *args, **kwargs)
+        except BaseException:
+            # redis-py closes a connection whose handshake failed with a RedisError only:
+            # the deadline (or a cancellation) met before HELLO was sent left it open and
+            # pooled, speaking RESP2 to a client reading RESP3 (a hash read as a list).
+            self.disconnect()
+            raise
+
+    async def aconnecting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await connect(self, *args, **kwargs)
+        except BaseException:
+            await self.disconnect(nowait=True)  # no wait: this may be a cancellation
+            raise
+
+    methods: dict[str, Any] = {
+        method: sending,
+        "read_response": areading if is_async else reading,
+        "connect_check_health": aconnecting if is_async else connecting,
+    }
     if is_async:
         sendall = base.send_packed_command
 
@@ -206,6 +229,19 @@ def _retry(kind: type[Any], options: RedisOptions) -> Any:
     )
 
 
+class _CommandTableOnce(AsyncCommandsParser):
+    """The asyncio cluster client reads the server's whole COMMAND table each time it
+    rebuilds its slot map, as it does after every CLUSTERDOWN: about 110 ms of parsing, a
+    fifth of a 0.5 s deadline, in the middle of a retry. The table (where each command's
+    keys are) does not change with a failover: this client reads it once."""
+
+    async def initialize(self, node: Any = None) -> None:
+        if not self.commands:
+            await super().initialize(node)
+        elif node is not None:
+            self.node = node
+
+
 def _common(target: Target, options: RedisOptions) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "username": target.username,
@@ -228,10 +264,7 @@ def sync_client(target: Target, options: RedisOptions) -> Any:
     kwargs = _common(target, options)
     del kwargs["ssl"]
     base = redis.connection.SSLConnection if target.ssl else redis.connection.Connection
-    # The sync cluster client keeps each reply's bound at socket_timeout (itself no more
-    # than the deadline): shortened per reply, it was seen to leave a reply unread now and
-    # then after a cut connection (tests/test_faults.py), to be read as another command's.
-    base = _connection_class(base, options.on_command, bound_replies=not target.cluster)
+    base = _connection_class(base, options.on_command)
     (host, port), *others = target.nodes
     if target.cluster:
         # Given a url, the cluster client builds each node's pool with our connection class.
@@ -257,6 +290,7 @@ async def async_client(
         client.nodes_manager.connection_kwargs["connection_class"] = _connection_class(
             base, options.on_command
         )
+        client.commands_parser = _CommandTableOnce()
         await client.initialize()  # the slot map, before the first command
     else:
         del kwargs["ssl"]
