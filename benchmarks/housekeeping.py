@@ -12,8 +12,9 @@ Afterwards the parent checks the counts: N removed, nothing expired left, every 
 session still there.
 
 Likewise `delete_for_user` of one user with 10,000 sessions (made through the store's
-create, which keeps the user index), beside another user's 100 that must stay; on Redis
-too (it expires sessions itself, so its purge has nothing to do and is not run).
+create, which keeps the user index), with a progress callback, beside another user's 100
+that must stay; on Redis too (it expires sessions itself, so its purge has nothing to do
+and is not run).
 
 MongoDB runs on SecantusDB with its TTL monitor set to an hour, so the monitor cannot
 take records from under the purge and the count is exact (mongod's passes every 60 s).
@@ -68,7 +69,7 @@ def child(operation: str, url: str, batch_size: int) -> None:
         if operation == "purge":
             count = store.purge_expired(batch_size=batch_size, progress=calls.append)
         else:
-            count = store.delete_for_user(USER)
+            count = store.delete_for_user(USER, progress=calls.append)
     except Exception as exc:
         count, error = -1, f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - start
@@ -324,6 +325,14 @@ def _created(store: Store, count: int, user: str) -> list[str]:
     return keys
 
 
+def _progress_problems(report: dict[str, Any], count: int) -> list[str]:
+    """What is wrong with the child's progress calls: with records to remove, a growing
+    running count that ends at the count returned."""
+    if count and not (report["growing"] and report["last"] == report["count"]):
+        return [f"progress {report['calls']} calls, last {report['last']}"]
+    return []
+
+
 def purge(name: str, kind: Kind, count: int, batch_size: int) -> Run:
     url, cleanup = kind.fresh()
     try:
@@ -335,8 +344,7 @@ def purge(name: str, kind: Kind, count: int, batch_size: int) -> Run:
         problems = [report["error"]] if report["error"] else []
         if report["count"] != count:
             problems.append(f"removed {report['count']} of {count}")
-        if count and not (report["growing"] and report["last"] == report["count"]):
-            problems.append(f"progress {report['calls']} calls, last {report['last']}")
+        problems += _progress_problems(report, count)
         left = store.purge_expired(batch_size=batch_size)
         if left:
             problems.append(f"{left} expired left")
@@ -360,6 +368,7 @@ def delete_for_user(name: str, kind: Kind, count: int, batch_size: int) -> Run:
         problems = [report["error"]] if report["error"] else []
         if report["count"] != count:
             problems.append(f"deleted {report['count']} of {count}")
+        problems += _progress_problems(report, count)
         listed = len(store.for_user(USER))
         if listed:
             problems.append(f"{listed} of the user's sessions left")
@@ -368,7 +377,7 @@ def delete_for_user(name: str, kind: Kind, count: int, batch_size: int) -> Run:
             problems.append(f"{LIVE - kept} of another user's sessions gone")
         store.close()
         check = "; ".join(problems) or f"ok: {count:,} deleted, 0 left, {kept} of another kept"
-        return Run(name, "delete_for_user", count, report["seconds"], peak, 0, check)
+        return Run(name, "delete_for_user", count, report["seconds"], peak, report["calls"], check)
     finally:
         cleanup()
 
@@ -471,7 +480,7 @@ def _publish(
 ) -> None:
     rows = [
         f"| {r.store} | {r.operation} | {r.records:,} | {r.seconds:.2f} | {_rate(r)} |"
-        f" {r.calls if r.operation == 'purge' else '-'} | {r.peak_mb:.1f} | {r.check} |"
+        f" {r.calls} | {r.peak_mb:.1f} | {r.check} |"
         for r in runs
     ]
     flat = [g for g in (_growth(runs, name) for name in names) if g is not None]
@@ -479,7 +488,7 @@ def _publish(
         f"`python -m benchmarks.housekeeping --stores {','.join(names)} --counts {args.counts}"
         f" --batch-size {args.batch_size} --user-sessions {args.user_sessions}`:"
         " peak RSS of the process running the operation (0 records: the baseline, nothing"
-        " to purge); progress calls: the purge's progress callback, each with a growing"
+        " to purge); progress calls: the operation's progress callback, each with a growing"
         f" total. Peak RSS of the purge: {'; '.join(flat) or '-'}."
         " Local servers and emulators on one 2-core machine: compare sizes, not stores."
         " Redis expires sessions itself (no purge)."

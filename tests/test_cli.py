@@ -256,11 +256,17 @@ def test_sessions_lists_a_users_sessions_and_signs_them_out(tmp_path: Path) -> N
     short = cli("sessions", "42", "--store", url, "--revoke", handles[0][:6])
     assert short.returncode == 1 and "is too short" in short.stdout
 
-    everything = cli("sessions", "42", "--store", url, "--all")
-    assert everything.stdout.splitlines()[1:] == ["signed out 2 session(s) of user 42"]
+    # On a terminal, a bar counts the sessions signed out (no total: none is cheap).
+    status, out, shown = on_a_terminal("sessions", "42", "--store", url, "--all")
+    assert status == 0
+    assert out.splitlines()[1:] == ["signed out 2 session(s) of user 42"]
+    assert re.search(r"signing out: 2 sessions \[\d\d:\d\d, +[\d.]+ sessions/s\]", shown), shown
     assert cli("sessions", "42", "--store", url).stdout.splitlines()[1:] == [
         "0 session(s) of user 42"
     ]
+    nothing = cli("sessions", "42", "--store", url, "--all")
+    assert nothing.stdout.splitlines()[1:] == ["signed out 0 session(s) of user 42"]
+    assert nothing.stderr == "", "off a terminal: no bar"
 
 
 def test_a_file_that_is_not_sqlite_is_reported_in_one_line_with_the_fix(tmp_path: Path) -> None:

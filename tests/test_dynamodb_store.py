@@ -358,8 +358,10 @@ def test_delete_for_user_batches_deletes_by_25(dyn: stores.Instrumented) -> None
     for session_id in [kept, *others]:
         store.create(session_id, live({}, user_id="many"))
     trips.reset()
-    assert store.delete_for_user("many", keep=kept) == len(others) == 29
+    seen: list[int] = []
+    assert store.delete_for_user("many", keep=kept, progress=seen.append) == len(others) == 29
     assert trips.reads == ["Query"] and trips.writes == ["BatchWriteItem"] * 2
+    assert seen == [25, 29], "the running count after each batch"
     assert [s.record_id for s in store.for_user("many")] == [record_id(kept)]
 
 

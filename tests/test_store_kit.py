@@ -9,11 +9,19 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cloudsessions import ConfigurationError, SessionTooLarge, StoreUnavailable
+from cloudsessions import (
+    ConfigurationError,
+    SessionRecord,
+    SessionTooLarge,
+    StoreUnavailable,
+    new_session_id,
+)
 from cloudsessions.store import (
     ErrorKind,
     PerLoop,
@@ -23,6 +31,7 @@ from cloudsessions.store import (
     parse_options,
     translated,
 )
+from cloudsessions.stores.sqlite import SQLiteOptions, SQLiteStore
 from cloudsessions.testing import at_once
 
 # ----------------------------------------------------------------------- options
@@ -274,3 +283,22 @@ def test_our_own_errors_and_unknown_ones_pass_unchanged() -> None:
     assert caught.value is gone
     with pytest.raises(KeyError), translated(KINDS, Fake(), "load"):
         raise KeyError("a bug of ours")
+
+
+# --------------------------------------------------------- the hooks' signatures
+
+
+def test_a_delete_for_user_hook_written_before_progress_still_serves_calls_without_it(
+    tmp_path: Path,
+) -> None:
+    # Another package's store, its hook written to the signature before `progress`.
+    class OldStore(SQLiteStore):
+        def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:  # type: ignore[override]
+            return super()._delete_for_user(user_id, keep_rid)
+
+    store = OldStore(tmp_path / "old.db", SQLiteOptions())
+    sessions = [new_session_id() for _ in range(3)]
+    for session_id in sessions:
+        store.create(session_id, SessionRecord({}, time.time() + 60, "7"))
+    assert store.delete_for_user("7", keep=sessions[0]) == 2
+    assert asyncio.run(store.adelete_for_user("7")) == 1

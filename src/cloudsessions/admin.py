@@ -69,8 +69,9 @@ COMMANDS = {
         " user pk): a handle, the device, the address, when each signed in and was last"
         " seen. With --revoke HANDLE, sign out the sessions those handles name (the first"
         " 12 characters of a listed handle are enough); with --all, every session of the"
-        " user, as after a password reset or a stolen device. Each revoked session's next"
-        " request is anonymous, on every server.",
+        " user, as after a password reset or a stolen device, with a progress bar when"
+        " stderr is a terminal. Each revoked session's next request is anonymous, on every"
+        " server.",
     ),
     "migrate": (
         "copy every live session of the backend you are leaving into the store",
@@ -248,7 +249,9 @@ def run(
         if operation == "purge":
             return purge(store, out, args.batch_size, bar_stream=bar_stream)
         if operation == "sessions":
-            return sessions(store, out, args.user, args.revoke, every=args.all)
+            return sessions(
+                store, out, args.user, args.revoke, every=args.all, bar_stream=bar_stream
+            )
         if operation == "migrate":
             return migrate(store, args, out, sources or _source_from_url, bar_stream=bar_stream)
         asked = (lambda _: True) if args.yes else confirm
@@ -384,9 +387,19 @@ def migrate(
 SHORT_HANDLE = 12
 
 
-def sessions(store: Store, out: Writer, user: str, revoke: Sequence[str], *, every: bool) -> int:
+def sessions(
+    store: Store,
+    out: Writer,
+    user: str,
+    revoke: Sequence[str],
+    *,
+    every: bool,
+    bar_stream: Any = None,
+) -> int:
     if every:
-        count = store.delete_for_user(user)
+        # No total: no store counts a user's sessions without listing them all.
+        with progress("signing out", stream=bar_stream) as bar:
+            count = store.delete_for_user(user, progress=bar.to)
         out.write(f"signed out {count} session(s) of user {user}\n")
         return OK
     listed = store.for_user(user)

@@ -231,13 +231,15 @@ class CachedStore(Store):
             told = await self._ainvalidate([rid])
         self._require(told)
 
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+    def _delete_for_user(
+        self, user_id: str, keep_rid: str | None, progress: Progress | None = None
+    ) -> list[str]:
         # Listed first too: if the delete fails half-way, what it did delete is unknown,
         # and every session it may have deleted is invalidated all the same.
         listed = [s.record_id for s in self.store._for_user(user_id) if s.record_id != keep_rid]
         deleted: list[str] = []
         try:
-            deleted = self.store._delete_for_user(user_id, keep_rid)
+            deleted = self.store._call_delete_for_user(user_id, keep_rid, progress)
         finally:
             told = self._invalidate(dict.fromkeys([*listed, *deleted]))
         self._require(told)

@@ -37,7 +37,8 @@ from .url import StoreURL
 logger = logging.getLogger("cloudsessions")
 
 Progress = Callable[[int], None]
-"""Called by purge_expired with the running count of removed records."""
+"""Called by purge_expired, delete_for_user and drop after each batch, with the running
+count of records removed so far."""
 
 T = TypeVar("T")
 
@@ -196,9 +197,15 @@ class Store(abc.ABC):
 
     @telemetry.traced("delete_for_user")
     @_bounded("delete the sessions of a user", own=False)
-    def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
-        """Revoke every session of one user except `keep` (a session id); returns the count."""
-        count = len(self._delete_for_user(str(user_id), _keep_rid(keep)))
+    def delete_for_user(
+        self, user_id: str, *, keep: str | None = None, progress: Progress | None = None
+    ) -> int:
+        """Revoke every session of one user except `keep` (a session id); returns the count.
+
+        `progress`, if given, is called after each batch of deletes with the running count
+        (the last call's is the count returned); not at all if there was nothing to delete.
+        """
+        count = len(self._call_delete_for_user(str(user_id), _keep_rid(keep), progress))
         _revoked(self, str(user_id), "others" if keep else "user", count)
         return count
 
@@ -247,8 +254,8 @@ class Store(abc.ABC):
         if session_ids.is_valid_session_id(session_id):
             await self._native(self._adelete, self._delete, session_ids.record_id(session_id))
 
-    # These three run their sync twin in a worker thread: its span (and the context, copied
-    # into the thread by anyio) covers them.
+    # These run their sync twin in a worker thread: its span (and the context, copied
+    # into the thread by anyio) covers them; a `progress` callback is called in that thread.
     async def apurge_expired(
         self, *, batch_size: int = 500, progress: Progress | None = None
     ) -> int:
@@ -261,8 +268,11 @@ class Store(abc.ABC):
     async def arevoke(self, user_id: str, handle: str) -> bool:
         return await in_thread(functools.partial(self.revoke, user_id, handle))
 
-    async def adelete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
-        return await in_thread(functools.partial(self.delete_for_user, user_id, keep=keep))
+    async def adelete_for_user(
+        self, user_id: str, *, keep: str | None = None, progress: Progress | None = None
+    ) -> int:
+        call = functools.partial(self.delete_for_user, user_id, keep=keep, progress=progress)
+        return await in_thread(call)
 
     async def _native(
         self, native: Callable[..., Awaitable[T]], sync: Callable[..., T], *args: Any
@@ -368,9 +378,21 @@ class Store(abc.ABC):
     def _for_user(self, user_id: str) -> list[SessionInfo]: ...
 
     @abc.abstractmethod
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+    def _delete_for_user(
+        self, user_id: str, keep_rid: str | None, progress: Progress | None = None
+    ) -> list[str]:
         """Delete the user's sessions but keep_rid; returns the record ids it deleted (a
-        cache in front invalidates exactly those)."""
+        cache in front invalidates exactly those). After each batch it deletes, it calls
+        `progress` (if given) with the running count; with nothing to delete, never."""
+
+    def _call_delete_for_user(
+        self, user_id: str, keep_rid: str | None, progress: Progress | None
+    ) -> list[str]:
+        """_delete_for_user, given `progress` only if there is one: a store written before
+        the hook took it (another package's) still works when nobody asks for progress."""
+        if progress is None:
+            return self._delete_for_user(user_id, keep_rid)
+        return self._delete_for_user(user_id, keep_rid, progress)
 
     def _revoke(self, user_id: str, rid: str) -> bool:
         """Delete record `rid` only if it is `user_id`'s; True if it was deleted.

@@ -271,13 +271,18 @@ class SQLiteStore(Store):
         )
         return cursor.rowcount == 1
 
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+    def _delete_for_user(
+        self, user_id: str, keep_rid: str | None, progress: Progress | None = None
+    ) -> list[str]:
         sql = f"DELETE FROM {self.table} WHERE user_id = ? AND id IS NOT ? RETURNING id"
         with self._errors("delete the sessions of a user"):
             # The statement runs to its end as its rows are fetched.
             conn = self._connections.get()
             with self._lock_wait_within_deadline(conn):
                 rows = conn.execute(sql, (user_id, keep_rid)).fetchall()
+        # One statement, one batch: a single progress call, once it is done.
+        if rows and progress is not None:
+            progress(len(rows))
         return [rid for (rid,) in rows]
 
     # ------------------------------------------------------------------ operations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -288,6 +289,34 @@ class RecordContract(Fixtures):
         assert store.load(alice[0]) is not None
         assert store.load(bob) is not None
 
+    def test_delete_for_user_reports_a_growing_count_after_each_batch(self, store: Store) -> None:
+        # 31 sessions, one kept: more than one batch where the store deletes in batches
+        # (DynamoDB's BatchWriteItem takes 25).
+        sessions = _sessions_of(store, "carol", 31)
+        store.create(new_session_id(), live({}, user_id="dave"))
+        seen: list[int] = []
+        removed = store.delete_for_user("carol", keep=sessions[0], progress=seen.append)
+        assert removed == 30
+        _assert_running_count(seen, removed)
+        assert [s.record_id for s in store.for_user("carol")] == [record_id(sessions[0])]
+        assert len(store.for_user("dave")) == 1
+        assert store.delete_for_user("carol", keep=sessions[0], progress=seen.append) == 0
+        assert store.delete_for_user("nobody", progress=seen.append) == 0
+        assert seen[-1] == removed, "nothing deleted: no progress call"
+
+    @pytest.mark.parametrize("loop", event_loops())
+    def test_adelete_for_user_reports_its_progress(self, store: Store, loop: str) -> None:
+        sessions = _sessions_of(store, "erin", 4)
+        seen: list[int] = []
+
+        async def work() -> int:
+            return await store.adelete_for_user("erin", keep=sessions[0], progress=seen.append)
+
+        removed = run_async(loop, work)
+        assert removed == 3
+        _assert_running_count(seen, removed)
+        assert [s.record_id for s in store.for_user("erin")] == [record_id(sessions[0])]
+
     def test_user_id_follows_save(self, store: Store, session_id: str) -> None:
         store.create(session_id, live({}))
         store.save(session_id, live({"_auth_user_id": "7"}, user_id="7"), ["_auth_user_id"])
@@ -409,3 +438,18 @@ class RecordContract(Fixtures):
         assert store.provision() == []
         results = store.check()
         assert results and all(r.ok or r.warning for r in results), results
+
+
+def _sessions_of(store: Store, user_id: str, count: int) -> list[str]:
+    """`count` live sessions of `user_id`, created one by one."""
+    sessions = [new_session_id() for _ in range(count)]
+    for session_id in sessions:
+        store.create(session_id, live({}, user_id=user_id))
+    return sessions
+
+
+def _assert_running_count(seen: list[int], removed: int) -> None:
+    """Progress as a store reports it: a running count that grows to the count returned."""
+    assert seen, "no progress call"
+    assert all(a < b for a, b in itertools.pairwise(seen)), seen
+    assert seen[-1] == removed, seen

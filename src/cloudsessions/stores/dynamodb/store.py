@@ -460,9 +460,11 @@ class DynamoDBStore(Store):
         found = (self._requests.session_info(item, user_id) for item in items)
         return [info for info in found if info is not None]
 
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+    def _delete_for_user(
+        self, user_id: str, keep_rid: str | None, progress: Progress | None = None
+    ) -> list[str]:
         doomed = [rid for rid in self._user_rids(user_id) if rid != keep_rid]
-        self.delete_records(doomed)
+        self.delete_records(doomed, progress)
         return doomed
 
     def _revoke(self, user_id: str, rid: str) -> bool:
@@ -476,12 +478,17 @@ class DynamoDBStore(Store):
                 raise
         return True
 
-    def delete_records(self, rids: list[str]) -> None:
-        """BatchWriteItem, 25 records a call."""
-        batches = self._requests.batch_deletes(rids)
-        what = "delete sessions in a batch"
-        for _ in self._batched(self.client.batch_write_item, batches, "UnprocessedItems", what):
-            pass
+    def delete_records(self, rids: list[str], progress: Progress | None = None) -> None:
+        """BatchWriteItem, 25 records a call; `progress` gets the running count after each
+        batch is done (what DynamoDB left unprocessed resent)."""
+        write, what = self.client.batch_write_item, "delete sessions in a batch"
+        deleted = 0
+        for batch in self._requests.batch_deletes(rids):
+            for _ in self._batched(write, [batch], "UnprocessedItems", what):
+                pass
+            deleted += len(batch[self.table])
+            if progress is not None:
+                progress(deleted)
 
     def _batched(
         self, call: Callable[..., Any], batches: Iterable[Any], leftover: str, what: str

@@ -56,7 +56,9 @@ def for_user(store: FirestoreStore, user_id: str) -> list[SessionInfo]:
     return sessions
 
 
-def delete_for_user(store: FirestoreStore, user_id: str, keep_rid: str | None) -> list[str]:
+def delete_for_user(
+    store: FirestoreStore, user_id: str, keep_rid: str | None, progress: Progress | None = None
+) -> list[str]:
     # Names only, and only their references kept: what the caller gets back (the ids), not
     # every document's snapshot (a user with very many sessions: a bot, an API client).
     what = "delete the sessions of a user"
@@ -64,7 +66,7 @@ def delete_for_user(store: FirestoreStore, user_id: str, keep_rid: str | None) -
     with store._errors(what):
         found = query.select(["__name__"]).stream(**store._rpc)
         refs = [s.reference for s in found if s.id != keep_rid]
-    _delete_refs(store, refs, what)
+    _delete_refs(store, refs, what, progress)
     return [ref.id for ref in refs]
 
 
@@ -135,14 +137,20 @@ def _delete_matching(
             return removed
 
 
-def _delete_refs(store: FirestoreStore, refs: Sequence[Any], what: str) -> None:
+def _delete_refs(
+    store: FirestoreStore, refs: Sequence[Any], what: str, progress: Progress | None = None
+) -> None:
+    """Delete `refs`, one commit per MAX_BATCH, each followed by a progress call."""
     client = store._sync.get()
     for start in range(0, len(refs), MAX_BATCH):
+        chunk = refs[start : start + MAX_BATCH]
         batch = client.batch()
-        for ref in refs[start : start + MAX_BATCH]:
+        for ref in chunk:
             batch.delete(ref)
         with store._errors(what):
             batch.commit(**store._rpc)
+        if progress is not None:
+            progress(start + len(chunk))
 
 
 # ------------------------------------------------------------------- provisioning

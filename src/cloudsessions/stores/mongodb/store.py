@@ -229,7 +229,9 @@ class MongoDBStore(Store):
             result = self._collection().delete_one(requests.owned(user_id, rid))
         return result.deleted_count == 1
 
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+    def _delete_for_user(
+        self, user_id: str, keep_rid: str | None, progress: Progress | None = None
+    ) -> list[str]:
         # Listed first, then deleted by id: the caller learns which records went (a cache
         # in front invalidates those); a session signed in meanwhile is not revoked.
         with self._errors("delete the sessions of a user"):
@@ -243,6 +245,8 @@ class MongoDBStore(Store):
             for start in range(0, len(rids), 1000):
                 chunk = rids[start : start + 1000]
                 collection.delete_many({"_id": {"$in": chunk}, "user_id": user_id})
+                if progress is not None:
+                    progress(start + len(chunk))  # of the listed, which is what is returned
         return rids
 
     def record_size(self, record: EncodedRecord) -> int:

@@ -48,17 +48,29 @@ def sessions_of(
 
 
 def delete_sessions_of(
-    store: RedisStore, client: Any, scripts: dict[str, Any], user_id: str, keep: str | None
+    store: RedisStore,
+    client: Any,
+    scripts: dict[str, Any],
+    user_id: str,
+    keep: str | None,
+    progress: Progress | None = None,
 ) -> list[str]:
+    """Delete the user's sessions but `keep`: one script on a standalone server (one
+    progress call, after it), a script and a ZREM per session on a cluster (one each)."""
+    removed: list[str] = []
     if not store.cluster:
-        removed = scripts["delete_for_user"]([store._index(user_id)], [store._key(""), keep or ""])
-        return list(removed)
-    removed = []
+        keys, args = [store._index(user_id)], [store._key(""), keep or ""]
+        removed = list(scripts["delete_for_user"](keys, args))
+        if removed and progress is not None:
+            progress(len(removed))
+        return removed
     for info in sessions_of(store, client, scripts, user_id):
         if info.record_id != keep:
             scripts["delete"]([store._key(info.record_id)], ["", info.record_id])
             client.zrem(store._index(user_id), info.record_id)  # or for_user drops it later
             removed.append(info.record_id)
+            if progress is not None:
+                progress(len(removed))
     return removed
 
 

@@ -380,10 +380,12 @@ class RedisStore(Store):
             return admin.revoke(self, client, scripts, user_id, rid)
 
     @_outlasting_failover
-    def _delete_for_user(self, user_id: str, keep_rid: str | None) -> list[str]:
+    def _delete_for_user(
+        self, user_id: str, keep_rid: str | None, progress: Progress | None = None
+    ) -> list[str]:
         client, scripts = self._sync.get()
         with self._errors("delete the sessions of a user"):
-            return admin.delete_sessions_of(self, client, scripts, user_id, keep_rid)
+            return admin.delete_sessions_of(self, client, scripts, user_id, keep_rid, progress)
 
     def _purge_expired(self, now: float, batch_size: int, progress: Progress | None) -> int:
         return 0  # Redis removes expired keys itself (PEXPIREAT)
