@@ -15,6 +15,7 @@ application's client is sync, so with one the async API runs in worker threads.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC
 from typing import Any
@@ -50,6 +51,8 @@ DEFAULT_DATABASE = "cloudsessions"
 _AUTH_CODES = {13, 18}  # Unauthorized, AuthenticationFailed
 # The document (with keys merged in by other requests) grew over the BSON limit.
 _TOO_LARGE_CODES = {10334, 17419}
+# PyMongo's async client is used where cancelling it is safe (see native_async).
+NATIVE_ASYNC_SAFE = sys.version_info >= (3, 12)
 
 
 def _code_in(codes: set[int]) -> Callable[[BaseException], bool]:
@@ -255,8 +258,14 @@ class MongoDBStore(Store):
     # ------------------------------------------------ contract, native async twins
 
     def native_async(self) -> bool:
-        # An application's client is sync: its store's async calls run it in threads.
-        return self.uri is not None
+        # An application's client is sync: its store's async calls run it in threads. So
+        # do all of them on Python 3.11, whose asyncio.wait_for (fixed in 3.12, not
+        # backported: CPython gh-86296) can leave PyMongo's pool lock held for good when a
+        # waiting call is cancelled as its own timeout ends it (the request deadline, a
+        # client gone): every later call on that client then waits forever. Measured with
+        # benchmarks/soak.py, Django on SecantusDB, 10% resets: 60 of 203 requests unanswered
+        # after 30 s on 3.11, none on 3.13.
+        return self.uri is not None and NATIVE_ASYNC_SAFE
 
     async def aclose(self) -> None:
         await self._async.aclose()
