@@ -508,7 +508,16 @@ def server(
         yield served
 
 
-def test_sessions_through_a_real_server_with_a_cookie_jar(server: FrontDoorServer) -> None:
+def test_sessions_and_concurrent_increments_through_a_real_server(
+    server: FrontDoorServer,
+) -> None:
+    """Browsers with cookie jars on each door's real multi-process server (one server for
+    both checks: starting it is most of the time either takes)."""
+    sessions_live_in_the_store_not_a_worker(server)
+    concurrent_increments_lose_no_count(server)
+
+
+def sessions_live_in_the_store_not_a_worker(server: FrontDoorServer) -> None:
     """Two browsers on a multi-process server: the session lives in the store, not a worker."""
     alice, bob = server.browser(), server.browser()
     assert alice.json("/read") == {"data": {}, "sid": None}
@@ -527,9 +536,7 @@ def test_sessions_through_a_real_server_with_a_cookie_jar(server: FrontDoorServe
     assert alice.cookie() is None and second is not None and server.store.load(second) is None
 
 
-def test_concurrent_increments_through_a_real_server_lose_no_count(
-    server: FrontDoorServer,
-) -> None:
+def concurrent_increments_lose_no_count(server: FrontDoorServer) -> None:
     """20 requests at once from one visitor's cookie jar: each adds one."""
     browser = server.browser()
     assert browser.json("/count") == {"views": 1}
