@@ -537,6 +537,18 @@ async def _aload_and_close(store: Any, session_id: str) -> Any:
         await store.aclose()
 
 
+def test_a_cluster_nobody_answers_for_when_its_client_is_made_is_unavailable() -> None:
+    """A cluster client connects as it is made (slot map, command table), inside a
+    process's first call and its deadline: what that meets is StoreUnavailable (a 503), not
+    redis-py's RedisClusterException (a 500, seen on CI on a cold Django door)."""
+    store = open_store(f"redis+cluster://127.0.0.1:{free_port()}?prefix=cold:&attempts=1")
+    with pytest.raises(StoreUnavailable):
+        store.load(new_session_id())
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(_aload_and_close(store, new_session_id()))
+    store.close()
+
+
 def test_a_server_that_stops_answering_times_out_within_the_bound() -> None:
     with dedicated_redis() as node:
         url = f"redis://{node.address}/0?prefix=frozen:&socket_timeout=0.5&attempts=2"
@@ -561,7 +573,9 @@ def test_a_cluster_failover_is_survived_by_retrying() -> None:
     with redis_cluster() as cluster:
         trips = RoundTrips()
         store = open_store(
-            f"{cluster.url}?prefix=failover:&socket_timeout=1",
+            # A deadline past failover_timeout: the failover (2-4 s, longer on a busy
+            # machine) is waited for by the retries, not cut short by the 5 s default.
+            f"{cluster.url}?prefix=failover:&socket_timeout=1&deadline=20",
             on_command=backend.counter(trips),
         )
         store.provision()

@@ -164,12 +164,16 @@ class RedisStore(Store):
 
     # ---------------------------------------------------------------------- clients
 
+    # A cluster client connects as it is made (the slot map, the command table), inside the
+    # first request's deadline: what that meets is the store's error, not a 500.
     def _make_client(self) -> Any:
-        client = self.options.client or sync_client(self.target, self.options)
+        with self._errors("connect to the store"):
+            client = self.options.client or sync_client(self.target, self.options)
         return client, {name: client.register_script(src) for name, src in SOURCES.items()}
 
     async def _make_async_client(self, stack: Any) -> Any:
-        client = await async_client(self.target, self.options, stack)
+        with self._errors("connect to the store"):
+            client = await async_client(self.target, self.options, stack)
         return client, {name: client.register_script(src) for name, src in SOURCES.items()}
 
     def native_async(self) -> bool:
