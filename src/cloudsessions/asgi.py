@@ -206,7 +206,7 @@ class SessionMiddleware:
                     if not self.outage_response:
                         raise
                     replaced = True
-                    await self._send_unavailable(send)
+                    await self._send_unavailable(send, state)
                     return
                 except BaseException:
                     await self._discard_created(state)
@@ -225,7 +225,7 @@ class SessionMiddleware:
             # Raised by the view itself (an increment, a store call of its own).
             if not self.outage_response or started:
                 raise
-            await self._send_unavailable(send)
+            await self._send_unavailable(send, state)
 
     async def _discard_created(self, state: SessionState) -> None:
         # The browser never gets the cookie of a record this request created: remove the
@@ -244,17 +244,17 @@ class SessionMiddleware:
             headers.add_vary_header("Cookie")
         if action is Cookie.SET:
             assert state.session_id is not None
-            max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
-            headers.append(
-                "Set-Cookie",
-                f"{self.session_cookie}={state.session_id}; path={self.path}; "
-                f"{max_age}{self.security_flags}",
-            )
+            headers.append("Set-Cookie", self._cookie(state.session_id))
         elif action is Cookie.DELETE:
             headers.append("Set-Cookie", self._expired(self.session_cookie))
         old = state.old_cookie_to_delete
         if old and old != self.session_cookie:
             headers.append("Set-Cookie", self._expired(old))
+
+    def _cookie(self, session_id: str) -> str:
+        max_age = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
+        flags = f"path={self.path}; {max_age}{self.security_flags}"
+        return f"{self.session_cookie}={session_id}; {flags}"
 
     def _expired(self, name: str) -> str:
         return (
@@ -262,10 +262,16 @@ class SessionMiddleware:
             f"expires=Thu, 01 Jan 1970 00:00:00 GMT; {self.security_flags}"
         )
 
-    async def _send_unavailable(self, send: Send) -> None:
+    async def _send_unavailable(self, send: Send, state: SessionState | None = None) -> None:
         body = outage.BODY.encode()
         headers = [(k.lower().encode(), v.encode()) for k, v in outage.headers(self.retry_after)]
         headers.append((b"content-length", str(len(body)).encode()))
+        moved = state.moved_to if state is not None else None
+        if moved is not None:
+            # The view moved the session to a new id and retired the old one (regenerate(),
+            # then an increment): the browser goes with it, 503 or not.
+            headers.append((b"set-cookie", self._cookie(moved).encode("latin-1")))
+            headers.append((b"vary", b"Cookie"))
         await send({"type": "http.response.start", "status": outage.STATUS, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -276,13 +276,11 @@ class CloudSessionInterface(SessionInterface):
             response.vary.add("Cookie")
         state = session._state
         assert state is not None
-        if not session._committed:
+        # As Django's middleware: a failed request saves nothing. It is also how a store
+        # error during the view (answered by the 503 handler) is not followed by a second
+        # attempt at the same write.
+        if not session._committed and response.status_code < 500:
             session._committed = True  # one store attempt per request, even if this raises
-            if response.status_code >= 500:
-                # As Django's middleware: a failed request saves nothing. It is also how a
-                # store error during the view (answered by the 503 handler) is not followed
-                # by a second attempt at the same write.
-                return
             accessed = session.accessed
             try:
                 session._action = state.run(state.commit(session))
@@ -292,9 +290,14 @@ class CloudSessionInterface(SessionInterface):
                 state.run(state.discard_created())  # its id will never reach the browser
                 raise
             session.accessed = accessed  # the commit's reads are not the app's
+        session._committed = True
         action = session._action
         if action is None:
-            return
+            if state.moved_to is None:
+                return
+            # The view moved the session to a new id and retired the old one (regenerate(),
+            # then an increment): whatever the response, the browser goes with it.
+            action = Cookie.SET
         if action is Cookie.KEEP and state.stored and self.should_set_cookie(app, session):
             action = Cookie.SET  # Flask's rule: modified, or permanent and refreshed each request
         name = self.get_cookie_name(app)

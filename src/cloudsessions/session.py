@@ -138,6 +138,12 @@ class SessionState:
         self._retired_at = 0.0
         # True while self.session_id is a fresh id that the store does not hold yet.
         self._unsaved = False
+        # The id a rotation created in this request, which no browser holds yet: a change of
+        # user on it needs no second rotation, and the response must carry it (moved_to).
+        self._rotated_to: str | None = None
+        # cycle() created the rotation's record before the view set the user: the rotation
+        # is announced (signals.session_rotated) by the next write, which knows the user.
+        self._announce_rotation = False
         # The record vanished under us (logged out elsewhere): write nothing more.
         self.gone = False
         # This request wrote the record (so the cookie is re-sent) / created it.
@@ -150,6 +156,14 @@ class SessionState:
     def stored(self) -> bool:
         """The store holds a live record under self.session_id, as far as this request knows."""
         return self.session_id is not None and not self._unsaved and not self.new and not self.gone
+
+    @property
+    def moved_to(self) -> str | None:
+        """The id the browser must be sent whatever the response (a 503 included): the
+        record a rotation created in this request, while the browser's cookie names the
+        old id, which is retired (or being retired). None: the browser's cookie is right."""
+        moved = self._rotated_to
+        return moved if moved == self.session_id and self.stored else None
 
     def run(self, plan: Steps[T]) -> T:
         return drive(self.store, plan, self.budget)
@@ -261,6 +275,20 @@ class SessionState:
         self._end_current(keep=False)
         self.session_id, self._unsaved = session_ids.new_session_id(), True
 
+    def cycle(self, data: Mapping[str, Any], expires_at: float) -> Steps[None]:
+        """regenerate(), carried out now (Django's cycle_key()): the data is created under
+        the new id, then the old id is retired, so the old id is never served again once
+        this returns, and the data always has a live record: a request that fails later
+        (a 503) moves the browser to the new id (moved_to) instead of leaving it on a
+        retired one. No stored session: nothing is written. A store that fails here leaves
+        what did not happen to the next write (create, then retire)."""
+        enc = self._encode(data)
+        self.regenerate()
+        if self._retiring is None:
+            return
+        yield from self._create(enc, expires_at, announce=False)
+        yield from self._retire_after_create()
+
     def end(self) -> None:
         """The session was cleared: delete its record; anything set later gets a new id."""
         if self._retiring is not None:  # regenerated, then cleared: a plain logout
@@ -314,7 +342,14 @@ class SessionState:
         self._counters = set()
 
     def _rotate_if_user_changed(self, enc: _Encoded) -> None:
-        if self.policy.rotate_on_user_change and self.stored and enc.user != self._user:
+        # An id this request's rotation made has never reached a browser: nobody can have
+        # planted it, so the user's change on it needs no second rotation.
+        if (
+            self.policy.rotate_on_user_change
+            and self.stored
+            and enc.user != self._user
+            and self.moved_to is None
+        ):
             self.regenerate()
 
     # ----------------------------------------------------------------- writes
@@ -371,6 +406,8 @@ class SessionState:
             )
         finally:
             self.budget.renew()
+            if self._announce_rotation:  # no write after cycle(): the rotation all the same
+                self._rotated(self._user, None)
 
     def create(self, data: Mapping[str, Any], expires_at: float) -> Steps[None]:
         """Store the data under a fresh id (Django's create()); the current id is dropped."""
@@ -475,7 +512,9 @@ class SessionState:
                 " browser moves to the new one"
             )
 
-    def _create(self, enc: _Encoded, expires_at: float, *, exact: bool = False) -> Steps[None]:
+    def _create(
+        self, enc: _Encoded, expires_at: float, *, exact: bool = False, announce: bool = True
+    ) -> Steps[None]:
         meta = self._observe(enc.user)
         record = SessionRecord(enc.values, expires_at, enc.user, meta=meta)
         # A regenerated id may already be in the view's hands (Django's session_key): use it.
@@ -495,9 +534,16 @@ class SessionState:
             self.expires_at, self.wrote, self.created = expires_at, True, True
             self._wrote_meta(meta)
             rotated, self._rotating = self._rotating, False
-            signal = signals.session_rotated if rotated else signals.session_created
-            if signal.receivers:
-                signal.send(self.store, user_id=enc.user, meta=meta or Metadata())
+            if not rotated:
+                if signals.session_created.receivers:
+                    signals.session_created.send(
+                        self.store, user_id=enc.user, meta=meta or Metadata()
+                    )
+                return
+            self._rotated_to = candidate
+            self._announce_rotation = True
+            if announce:
+                self._rotated(enc.user, meta)
             return
         raise SessionExists(f"no free session id after {MAX_CREATE_ATTEMPTS} attempts")
 
@@ -534,6 +580,13 @@ class SessionState:
                 self._stored.pop(name, None)
         self._user, self.expires_at, self.wrote = enc.user, expires_at, True
         self._wrote_meta(meta)
+        if self._announce_rotation:
+            self._rotated(enc.user, meta)
+
+    def _rotated(self, user: str | None, meta: Metadata | None) -> None:
+        self._announce_rotation = False
+        if signals.session_rotated.receivers:
+            signals.session_rotated.send(self.store, user_id=user, meta=meta or Metadata())
 
     def _observe(self, user: str | None) -> Metadata | None:
         """The metadata a write records: a signed-in session's only (see cloudsessions.metadata)."""

@@ -5,8 +5,9 @@ Built on Django's SessionBase (the dict interface, expiry arithmetic, `flush`, `
 `cloudsessions.session.SessionState`, the lifecycle the Flask and ASGI front doors share.
 What that brings to Django: new ids from `secrets` with no existence check (create is a
 conditional insert), saves that write only the keys that changed, a save of a session
-deleted elsewhere raises UpdateError instead of resurrecting it, cycle_key() that defers
-the create to the save (a login is 1 read + 2 writes), a change of the logged-in user that
+deleted elsewhere raises UpdateError instead of resurrecting it, cycle_key() that creates
+the new record before it retires the old one (a login is 1 read + 3 writes, as Django's own
+engines: the session is never without a live record), a change of the logged-in user that
 rotates the id whatever the app calls, and a bounded create.
 
 Every method below is Django's API over one core step, once on the sync and once on the
@@ -163,23 +164,28 @@ class SessionStore(SignedInMethods, SessionBase):
             await self._core.arun(steps)
 
     def cycle_key(self) -> None:
-        # The old id is retired now (it is never served again once this returns); the new
-        # record is created by the save that follows, under the id the view can already
-        # read. A session ended elsewhere meanwhile stays ended: that save raises UpdateError.
-        # A store that fails now leaves the retirement to that save, after its create (as
-        # the other front doors do it): the login is not failed for it.
-        self._session_cache = self._get_session()  # type: ignore[attr-defined]
-        self._core.regenerate()
+        # The data is created under the new id (the one the view can already read), then the
+        # old id is retired: it is never served again once this returns (Django's contract),
+        # and no failure leaves the data without a live record (a save that fails later
+        # answers 503 with the new id's cookie, see moved_to). A session ended elsewhere
+        # meanwhile stays ended: the save raises UpdateError. A store that fails now leaves
+        # the rest to that save (create, then retire): the login is not failed for it.
+        data = self._session_cache = self._get_session()  # type: ignore[attr-defined]
         with contextlib.suppress(SessionGone, StoreUnavailable):
-            self._core.run(self._core.retire())
+            self._core.run(self._core.cycle(data, self._expires_at(data)))
         self.modified = True
 
     async def acycle_key(self) -> None:
-        self._session_cache = await self._aget_session()  # type: ignore[attr-defined]
-        self._core.regenerate()
+        data = self._session_cache = await self._aget_session()  # type: ignore[attr-defined]
         with contextlib.suppress(SessionGone, StoreUnavailable):
-            await self._core.arun(self._core.retire())
+            await self._core.arun(self._core.cycle(data, self._expires_at(data)))
         self.modified = True
+
+    @property
+    def moved_to(self) -> str | None:
+        """The id this request's cycle_key() moved the session to, which the response must
+        carry even when it is a 503 (cloudsessions' SessionMiddleware sets it)."""
+        return self._core.moved_to
 
     def flush(self) -> None:
         self.clear()

@@ -34,7 +34,7 @@ import time
 from typing import TypeVar
 
 from django.conf import settings
-from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -53,18 +53,47 @@ INTERRUPTED = (
 )
 
 
-def unavailable() -> HttpResponse:
-    """The 503 answer to a store outage."""
+def unavailable(request: HttpRequest | None = None) -> HttpResponse:
+    """The 503 answer to a store outage.
+
+    The browser's cookie is left as it is, so that a retry finds the same session, unless
+    the session moved to a new id in this request (cycle_key() created it and retired the
+    old one): then the response carries the new id, under which the session lives on."""
     response = HttpResponse(outage.BODY, status=outage.STATUS)
     for name, value in outage.headers(config().retry_after):
         response[name] = value
     response.cloudsessions_outage = True  # type: ignore[attr-defined]
+    session = getattr(request, "session", None)
+    moved = getattr(session, "moved_to", None)
+    if moved is not None:
+        # The session is loaded (cycle_key() read it): these read no store.
+        assert isinstance(session, SessionBase)
+        if session.get_expire_at_browser_close():
+            _set_cookie(response, moved, None)
+        else:
+            _set_cookie(response, moved, session.get_expiry_age())
+        patch_vary_headers(response, ("Cookie",))
     return response
 
 
+def _set_cookie(response: HttpResponseBase, session_key: str, max_age: int | None) -> None:
+    # Django's SessionMiddleware's cookie, argument for argument (its stubs want str and bool
+    # where Django passes None: no value leaves the cookie attribute out).
+    response.set_cookie(
+        settings.SESSION_COOKIE_NAME,
+        session_key,
+        max_age=max_age,
+        expires=None if max_age is None else http_date(time.time() + max_age),
+        domain=settings.SESSION_COOKIE_DOMAIN,
+        path=settings.SESSION_COOKIE_PATH,
+        secure=settings.SESSION_COOKIE_SECURE or None,  # type: ignore[arg-type]
+        httponly=settings.SESSION_COOKIE_HTTPONLY or None,  # type: ignore[arg-type]
+        samesite=settings.SESSION_COOKIE_SAMESITE,
+    )
+
+
 def _is_outage(response: HttpResponseBase) -> bool:
-    # The session is in an unknown state (a load, save or logout failed): the browser's
-    # cookie is left as it is, so that a retry finds the same session.
+    # The session is in an unknown state (a load, save or logout failed): see unavailable().
     return getattr(response, "cloudsessions_outage", False)
 
 
@@ -87,7 +116,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             seen_from(Client(meta.get("REMOTE_ADDR"), meta.get("HTTP_USER_AGENT")))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        return unavailable() if isinstance(exception, StoreUnavailable) else None
+        return unavailable(request) if isinstance(exception, StoreUnavailable) else None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if _is_outage(response):
@@ -95,7 +124,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         try:
             return _delete_old_cookie(request, super().process_response(request, response))
         except StoreUnavailable:
-            return unavailable()
+            return unavailable(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         # Django's MiddlewareMixin would run both hooks in asgiref's thread executor.
@@ -113,7 +142,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
         try:
             return _delete_old_cookie(request, await _acommit(request, response))
         except StoreUnavailable:
-            return unavailable()
+            return unavailable(request)
 
 
 R = TypeVar("R", bound=HttpResponseBase)
@@ -156,11 +185,8 @@ async def _acommit(request: HttpRequest, response: HttpResponseBase) -> HttpResp
         if (modified or settings.SESSION_SAVE_EVERY_REQUEST) and not empty:
             if await request.session.aget_expire_at_browser_close():
                 max_age = None
-                expires = None
             else:
                 max_age = await request.session.aget_expiry_age()
-                expires_time = time.time() + max_age
-                expires = http_date(expires_time)
             # Save the session data and refresh the client cookie.
             # Skip session save for 5xx responses.
             if response.status_code < 500:
@@ -168,19 +194,7 @@ async def _acommit(request: HttpRequest, response: HttpResponseBase) -> HttpResp
                     await request.session.asave()
                 except UpdateError as exc:
                     raise SessionInterrupted(INTERRUPTED) from exc
-                # Django's arguments exactly; its stubs want str and bool where Django
-                # passes None (no value: the cookie attribute is left out).
-                response.set_cookie(
-                    settings.SESSION_COOKIE_NAME,
-                    request.session.session_key,  # type: ignore[arg-type]
-                    max_age=max_age,
-                    expires=expires,
-                    domain=settings.SESSION_COOKIE_DOMAIN,
-                    path=settings.SESSION_COOKIE_PATH,
-                    secure=settings.SESSION_COOKIE_SECURE or None,  # type: ignore[arg-type]
-                    httponly=settings.SESSION_COOKIE_HTTPONLY or None,  # type: ignore[arg-type]
-                    samesite=settings.SESSION_COOKIE_SAMESITE,
-                )
+                _set_cookie(response, request.session.session_key, max_age)  # type: ignore[arg-type]
                 # With a session cookie set, it must be varied on.
                 need_vary_cookie = True
     if need_vary_cookie:
