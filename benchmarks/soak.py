@@ -15,8 +15,11 @@ answered) with its own keep-alive connection and session cookie, through the req
 benchmarks/django_async.py (80% read-only, 15% modify, 3% new visitor, 1% login, 1% logout,
 each logout followed by a new visitor). On the demo, "modify" is its home page (an atomic
 increment of the view count) and a login follows the demo's redirect to the home page.
-A warm-up (every browser gets a session, then WARMUP seconds of the mix) comes first; the
-server's RSS is read after it and again at the end (target: flat within 5 MB).
+A warm-up (every browser gets a session, then WARMUP seconds of the mix, under the run's
+faults if it has any: a client's memory under faults is not its memory without them) comes
+first; the server's RSS is read after it and again at the end (target: flat within 5 MB).
+RSS counts the free memory glibc keeps in its per-thread arenas too, so at the end the soak
+apps are asked to hand that back (malloc_trim) and RSS is read once more: "in use".
 
 Errors, by kind: "503" (the store unavailable, as the front doors answer it), "other" (any
 other status, a reset connection, no answer within 30 s) and "logout" (a silent logout:
@@ -63,7 +66,7 @@ from urllib.parse import quote
 
 from benchmarks.django_async import request_mix, store_urls
 from benchmarks.harness import RESULTS, publish, save_figure
-from benchmarks.soak_apps import OPTIONS_VARIABLE, URL_VARIABLE
+from benchmarks.soak_apps import OPTIONS_VARIABLE, TRIM_PATH, URL_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES = ["sqlite", "dynamodb", "firestore", "mongodb", "redis"]
@@ -137,6 +140,17 @@ class Server:
         """CPU time the server process has used (user + system, every thread)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def trimmed_rss_mb(self) -> float:
+        """The RSS once glibc has handed back the free memory it keeps (soak_apps.trimmable):
+        the memory the server still uses."""
+        connection = Connection(self.port)
+        try:
+            answer = await connection.request("POST", TRIM_PATH, {}, "")
+        finally:
+            connection.close()
+        assert answer.status == 200, answer
+        return self.rss_mb()
 
 
 @contextlib.contextmanager
@@ -241,6 +255,7 @@ class Measured:
     examples: dict[str, str] = field(default_factory=dict)  # the first of each kind
     wall: float = 0.0
     rss: list[tuple[float, float]] = field(default_factory=list)  # (s since start, MB)
+    rss_in_use: float = math.nan  # MB at the end, once glibc handed back its free memory
     locked: int = 0  # "database is locked" seen (answers and the server's log)
     cpu: float = 0.0  # CPU seconds of the server process (single-process servers)
     # Silent logouts by the browser's previous request and how it ended ("login: 503").
@@ -423,6 +438,8 @@ async def drive(
             await browser.visit(shape)
 
     await asyncio.gather(*(b.visit("new") for b in browsers))
+    if faults is not None:
+        faults()
     await asyncio.gather(*(browse(b, time.perf_counter() + warmup) for b in browsers))
     for b in browsers:
         b.into = Measured()
@@ -437,14 +454,13 @@ async def drive(
 
     cpu = server.cpu_seconds() if app.single_process else 0.0
     sampler = asyncio.create_task(sample())
-    if faults is not None:
-        faults()
     await asyncio.gather(*(browse(b, started + seconds) for b in browsers))
     measured.wall = time.perf_counter() - started
     sampler.cancel()
     if app.single_process:
         measured.rss.append((measured.wall, server.rss_mb()))
         measured.cpu = server.cpu_seconds() - cpu
+        measured.rss_in_use = await server.trimmed_rss_mb()
     for b in browsers:
         measured.latencies += b.into.latencies
         measured.errors.update(b.into.errors)
@@ -529,7 +545,11 @@ def one_run(
 def say(row: Row) -> None:
     m = row.measured
     errors = ", ".join(f"{k} {v}" for k, v in sorted(m.errors.items())) or "none"
-    rss = f"; RSS {row.rss_start:.1f} -> {row.rss_end:.1f} MB" if m.rss else ""
+    rss = (
+        f"; RSS {row.rss_start:.1f} -> {row.rss_end:.1f} MB, in use {m.rss_in_use:.1f} MB"
+        if m.rss
+        else ""
+    )
     print(
         f"{row.run:>14} {row.store:>9} {row.app:>6} {row.mode:<18} {m.requests:>7} requests,"
         f" {m.throughput:6.0f}/s, p50 {m.percentile(50) * 1000:7.1f} ms,"
@@ -678,8 +698,9 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         m = r.measured
         rss = (
             f"{r.rss_start:.1f} | {r.rss_end:.1f} | {r.rss_end - r.rss_start:+.1f}"
+            f" | {m.rss_in_use:.1f}"
             if m.rss
-            else "- | - | -"
+            else "- | - | - | -"
         )
         locked = str(m.locked) if r.store == "sqlite" else "-"
         cpu = f"{m.cpu_per_request * 1000:.2f}" if m.cpu else "-"
@@ -699,7 +720,9 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         f" {args.seconds:g} s per run after {args.warmup:g} s of warm-up, through the mix"
         " 80% read-only, 15% modify, 3% new visitor, 1% login, 1% logout; servers on loopback"
         " (uvicorn, one process; gunicorn with 4 processes of 4 threads for the SQLite"
-        " workers run). RSS of the server process after the warm-up and at the end. Faults:"
+        " workers run). RSS of the server process after the warm-up and at the end, and in"
+        " use at the end: once glibc has handed back the free memory it keeps (malloc_trim)."
+        " Faults, from the start of the warm-up:"
         f" FaultProxy between the server and its store, {args.fault_rate:.0%} of store"
         f" requests meeting one of {', '.join(FAULT_KINDS)}. {os.cpu_count()} CPUs shared by"
         f" the load, the servers, the stores and whatever else ran. Measured by {commands}."
@@ -710,8 +733,8 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         ["run", "store", "app", "mode", "requests", "req/s", "p50 (ms)", "p99 (ms)",
          "server CPU per request (ms)", "503",
          "other errors", "silent logouts", "database is locked", "RSS start (MB)",
-         "RSS end (MB)", "RSS change (MB)"],
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+         "RSS end (MB)", "RSS change (MB)", "in use at the end (MB)"],
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         lines,
         note,
     )  # fmt: skip
@@ -751,14 +774,20 @@ def plot(rows: list[Row], path: Path) -> None:
     for r in matrix:
         if r.measured.rss:
             start = r.rss_start
-            ax.plot(
+            (line,) = ax.plot(
                 [t for t, _ in r.measured.rss],
                 [mb - start for _, mb in r.measured.rss],
                 linestyle="-" if r.run == "clean" else "--",
                 label=f"{r.store}/{r.app}" + (" (faults)" if r.run == "faults" else ""),
             )
+            # The memory in use at the end (glibc's free memory handed back): a dot.
+            in_use = r.measured.rss_in_use - start
+            ax.plot([r.measured.wall], [in_use], "o", color=line.get_color())
     ax.axhspan(-RSS_FLAT_MB, RSS_FLAT_MB, color="green", alpha=0.08)
-    ax.set_title("server RSS after warm-up (MB; band: the 5 MB target)", fontsize=10)
+    ax.set_title(
+        "server RSS after warm-up (MB; dots: in use at the end; band: the 5 MB target)",
+        fontsize=10,
+    )
     ax.set_xlabel("seconds")
     ax.legend(fontsize=6, ncol=3)
     ax = axes[1][1]
@@ -786,7 +815,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", default=",".join(STORES))
     parser.add_argument("--apps", default="asgi,django")
     parser.add_argument("--seconds", type=float, default=60.0, help="per run")
-    parser.add_argument("--warmup", type=float, help="seconds before RSS is read (default: 1/6)")
+    parser.add_argument(
+        "--warmup", type=float, help="seconds before RSS is read (default: 1/3 of --seconds)"
+    )
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--runs", default=",".join(RUNS), help=f"some of {','.join(RUNS)}")
@@ -795,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.warmup is None:
-        args.warmup = max(2.0, args.seconds / 6)
+        args.warmup = max(2.0, args.seconds / 3)
     sys.path.insert(0, str(ROOT))  # tests: the stores' servers, FaultProxy
     load_before = os.getloadavg()[0]
     rows = sorted(run_all(args), key=lambda r: RUNS.index(r.run))

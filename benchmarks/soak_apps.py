@@ -18,6 +18,8 @@ client does).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 from typing import Any, cast
@@ -37,6 +39,27 @@ def store_options() -> dict[str, Any]:
         # its async calls run the sync client in worker threads (DynamoDBStore.native_async).
         options["session"] = boto3.session.Session()
     return options
+
+
+TRIM_PATH = "/_malloc_trim"
+
+
+def trimmable(app: Any) -> Any:
+    """`app`, plus POST /_malloc_trim: glibc hands the free memory it keeps back to the
+    system (malloc_trim), so that the benchmark can tell memory in use from free memory
+    kept in glibc's per-thread arenas (which a server whose SDK runs threads of its own,
+    gRPC's, grows under faults: see benchmarks/soak.py)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+
+    async def served(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == TRIM_PATH:
+            libc.malloc_trim(0)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await app(scope, receive, send)
+
+    return served
 
 
 def asgi_app() -> Any:
@@ -61,7 +84,7 @@ def asgi_app() -> Any:
         return PlainTextResponse(f"{session.get('views', 0)} {session.get(demo.CSRF_KEY, '-')}")
 
     app.add_route("/read", read, methods=["GET"])
-    return app
+    return trimmable(app)
 
 
 def django_app() -> Any:
@@ -76,7 +99,7 @@ def django_app() -> Any:
         MIDDLEWARE=[django_async.MIDDLEWARES["cloudsessions"]],
         CLOUDSESSIONS={"STORE": os.environ[URL_VARIABLE], "OPTIONS": store_options()},
     )
-    return get_asgi_application()
+    return trimmable(get_asgi_application())
 
 
 def flask_app() -> Any:
