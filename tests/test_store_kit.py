@@ -17,6 +17,7 @@ import pytest
 
 from cloudsessions import (
     ConfigurationError,
+    DeadlineExceeded,
     SessionRecord,
     SessionTooLarge,
     StoreUnavailable,
@@ -302,3 +303,33 @@ def test_a_delete_for_user_hook_written_before_progress_still_serves_calls_witho
         store.create(session_id, SessionRecord({}, time.time() + 60, "7"))
     assert store.delete_for_user("7", keep=sessions[0]) == 2
     assert asyncio.run(store.adelete_for_user("7")) == 1
+
+
+# ------------------------------------------------------------ the request deadline
+
+
+def test_an_async_call_on_a_sync_client_stops_waiting_at_the_deadline(tmp_path: Path) -> None:
+    """A store without a native async client runs its sync call in a worker thread. A sync
+    client can overrun the deadline (PyMongo waits for its monitor in steps of 0.5 s): the
+    request stops waiting at the deadline, as it does for a native client, and the thread
+    finishes the call on its own."""
+    released, finished = threading.Event(), threading.Event()
+
+    class Overrunning(SQLiteStore):
+        def _load(self, rid: str) -> Any:
+            released.wait(10)  # a sync SDK call that outlives the request's deadline
+            try:
+                return super()._load(rid)
+            finally:
+                finished.set()
+
+    store = Overrunning(tmp_path / "late.db", SQLiteOptions(deadline=0.2))
+    assert not store.native_async()
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match="within the request deadline"):
+        asyncio.run(store.aload(new_session_id()))
+    took = time.monotonic() - started
+    assert took < 1.0, f"{took:.3f} s: waited for the thread past the deadline"
+    assert not finished.is_set(), "the call was still running when the request gave up"
+    released.set()
+    assert finished.wait(10), "the abandoned thread did not finish the call"

@@ -279,19 +279,30 @@ class Store(abc.ABC):
     ) -> T:
         # The SDKs' async clients need asyncio; under trio (or any other loop), or without a
         # native client, the sync method runs in a worker thread instead.
+        cancel_after = deadline.backstop()
         if self.native_async() and _on_asyncio():
-            cancel_after = deadline.backstop()
             if cancel_after is None:
                 return await native(*args)
             try:
                 async with asyncio.timeout(cancel_after):
                     return await native(*args)
             except TimeoutError:
-                raise DeadlineExceeded(
-                    f"the {self.kind} store did not answer within the request deadline"
-                    f" ({self.deadline:g} s of store time)"
-                ) from None
-        return await in_thread(functools.partial(sync, *args))
+                raise self._late() from None
+        call = functools.partial(sync, *args)
+        if cancel_after is None:
+            return await in_thread(call)
+        # A sync client may overrun the deadline (PyMongo waits for its monitor in steps of
+        # 0.5 s): the request stops waiting for it at the backstop, as for a native client,
+        # and the thread finishes the call on its own, bounded by the SDK's own timeouts.
+        with anyio.move_on_after(cancel_after):
+            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        raise self._late()
+
+    def _late(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"the {self.kind} store did not answer within the request deadline"
+            f" ({self.deadline:g} s of store time)"
+        )
 
     # ------------------------------------------------------------------- operations
 
