@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import json
 import os
 from typing import Any, cast
@@ -45,14 +46,15 @@ TRIM_PATH = "/_malloc_trim"
 
 
 def trimmable(app: Any) -> Any:
-    """`app`, plus POST /_malloc_trim: glibc hands the free memory it keeps back to the
-    system (malloc_trim), so that the benchmark can tell memory in use from free memory
-    kept in glibc's per-thread arenas (which a server whose SDK runs threads of its own,
-    gRPC's, grows under faults: see benchmarks/soak.py)."""
+    """`app`, plus POST /_malloc_trim: Python collects its cyclic garbage (gc.collect) and
+    glibc hands the free memory it keeps back to the system (malloc_trim), so that the
+    benchmark can tell memory in use from garbage that waits for the cycle collector and
+    from free memory kept in glibc's per-thread arenas (see benchmarks/soak.py)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
 
     async def served(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == TRIM_PATH:
+            gc.collect()
             libc.malloc_trim(0)
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b""})

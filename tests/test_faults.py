@@ -5,7 +5,7 @@ its protocol: it delays responses, black-holes or resets connections, cuts a res
 mid-way after the server did the work, and answers for the server with the store's own
 throttling and transient errors in its wire format (DynamoDB's ThrottlingException,
 Firestore's RESOURCE_EXHAUSTED, MongoDB's NotWritablePrimary, Redis's -LOADING). The
-store's request deadline is DEADLINE (0.5 s).
+store's request deadline is DEADLINE (0.5 s; MongoDB's 1 s: faults_support.DEADLINES).
 
 One store object, one proxy and one app per front door serve all of a store's tests, as
 one process serves requests through every fault: each test starts from restore() and a
@@ -13,7 +13,7 @@ new browser. What each test holds, on every store and front door:
 - a store slower than the deadline answers 503 (Retry-After, no cookie) within the
   deadline + 10%; one faster than it serves the request with the right data;
 - a write whose response is cut leaves the old session or the new one, never a mix, never
-  none; a read whose response is cut never reads as "no session";
+  none; a read whose response is cut is read again (the page, with the session);
 - a burst of two throttling errors is absorbed (the attempts counted at the proxy: exactly
   two more than without them); a storm longer than the deadline is a 503 within the bound;
 - after every fault (black hole, resets, storm, slow store), restore() is enough: the
@@ -38,7 +38,7 @@ import pytest
 
 from cloudsessions import SessionRecord
 from tests.backends.mongodb import real_uri as real_mongodb
-from tests.faults_support import DEADLINE, READS, WRITES, Rig, bound, rig, timed
+from tests.faults_support import READS, WRITES, Rig, bound, deadline_of, rig, timed
 from tests.front_doors import Answer, AsgiDoor, Door, open_door, stored
 from tests.stores import STORE_NAMES
 
@@ -104,7 +104,8 @@ def faulty(bench: Bench) -> Iterator[Bench]:
 
 
 def _print_table(store: str, rows: list[tuple[str, str, str, float]]) -> None:
-    print(f"\n{store}: what each fault cost (deadline {DEADLINE} s, bound {bound():.3f} s)")
+    deadline = deadline_of(store)
+    print(f"\n{store}: what each fault cost (deadline {deadline} s, bound {bound(deadline):.3f} s)")
     for door, fault, status, took in rows:
         print(f"  {fault:<34} {door:<7} {status}  {took * 1000:6.0f} ms")
 
@@ -115,7 +116,7 @@ def begin(door: Door, **values: Any) -> str:
 
     The first store call of a store object (or, for an async door, of its event loop)
     builds the SDK client inside the request deadline: botocore reads its service model,
-    0.2 to 1 s here, so a cold door's first request can exceed DEADLINE. That request
+    0.2 to 1 s here, so a cold door's first request can exceed the deadline. That request
     failed before anything was stored (no cookie); the next one starts over.
     """
     for _ in range(3):
@@ -136,7 +137,7 @@ def cut(rig_: Rig, where: int | float, names: frozenset[str]) -> None:
         rig_.faults.cut_next_response(where, request=names)
 
 
-def assert_503(answer: Answer, took: float, *, moved_to: str | None = None) -> None:
+def assert_503(rig_: Rig, answer: Answer, took: float, *, moved_to: str | None = None) -> None:
     """A 503 within the deadline + 10%, which leaves the browser's cookie alone; or, when
     the session moved to a new id in that request (its old id retired), sets that one."""
     assert answer.status == 503, answer
@@ -145,7 +146,8 @@ def assert_503(answer: Answer, took: float, *, moved_to: str | None = None) -> N
         assert len(answer.cookies) == 1 and f"={moved_to};" in answer.cookies[0], answer.cookies
     else:
         assert not answer.cookies, "a failed request sets no cookie (nor deletes one)"
-    assert took <= bound(), f"{took:.3f} s: past the deadline + 10% ({bound():.3f} s)"
+    limit = bound(rig_.deadline)
+    assert took <= limit, f"{took:.3f} s: past the deadline + 10% ({limit:.3f} s)"
 
 
 def recovered(bench: Bench, door_name: str, door: Door, sid: str, data: dict[str, Any]) -> None:
@@ -177,7 +179,7 @@ def assert_signed_in(door: Door, sid: str, *data: dict[str, Any]) -> dict[str, A
 
 @pytest.mark.parametrize("door_name", DOORS)
 def test_latency_below_the_deadline_serves_the_request(faulty: Bench, door_name: str) -> None:
-    latency = DEADLINE / 10
+    latency = faulty.rig.deadline / 10
     door = faulty.door(door_name)
     sid = begin(door, a=1)
     faulty.rig.faults.latency(latency)
@@ -193,10 +195,10 @@ def test_latency_below_the_deadline_serves_the_request(faulty: Bench, door_name:
 def test_latency_above_the_deadline_is_503_within_it(faulty: Bench, door_name: str) -> None:
     door = faulty.door(door_name)
     sid = begin(door, a=1)
-    faulty.rig.faults.latency(2 * DEADLINE)
+    faulty.rig.faults.latency(2 * faulty.rig.deadline)
     answer, took = timed(lambda: door.write(a=2))
-    faulty.note(door_name, f"latency {2 * DEADLINE * 1000:.0f} ms", answer, took)
-    assert_503(answer, took)
+    faulty.note(door_name, f"latency {2 * faulty.rig.deadline * 1000:.0f} ms", answer, took)
+    assert_503(faulty.rig, answer, took)
     # The late answers are delivered at once: none may be taken for a later request's.
     faulty.rig.faults.restore()
     assert_signed_in(door, sid, {"a": 1})
@@ -218,7 +220,7 @@ def test_a_write_cut_mid_response_leaves_the_old_or_the_new_session(
     faulty.note(door_name, f"write cut at {where}", answer, took)
     assert faulty.rig.faults.stats.cuts == 1, f"no write cut: {answer}, {faulty.rig.faults.stats}"
     if answer.status == 503:
-        assert_503(answer, took)
+        assert_503(faulty.rig, answer, took)
     else:
         assert answer.status == 200, answer
     now = stored(faulty.rig.direct, sid)
@@ -229,20 +231,20 @@ def test_a_write_cut_mid_response_leaves_the_old_or_the_new_session(
 
 
 @pytest.mark.parametrize(("where", "door_name"), CUTS)
-def test_a_read_cut_mid_response_is_never_a_missing_session(
+def test_a_read_cut_mid_response_is_read_again(
     faulty: Bench, door_name: str, where: int | float
 ) -> None:
+    """A read is safe to repeat: one cut anywhere in its answer (in the HTTP head, between
+    a gRPC stream's headers and its message, ...) is retried and the page is served, with
+    the session; never "no session", and not a 503 either."""
     door = faulty.door(door_name)
     sid = begin(door, a=1)
     cut(faulty.rig, where, READS[faulty.rig.name])
     answer, took = timed(lambda: door.get("/read"))
     faulty.note(door_name, f"read cut at {where}", answer, took)
     assert faulty.rig.faults.stats.cuts == 1, f"no load cut: {answer}, {faulty.rig.faults.stats}"
-    if answer.status == 503:
-        assert_503(answer, took)
-    else:
-        assert answer.status == 200, answer
-        assert answer.json == {"data": {"a": 1}, "sid": sid}, "read as no session"
+    assert answer.status == 200, f"{answer} after {took:.3f} s"
+    assert answer.json == {"data": {"a": 1}, "sid": sid}, "read as no session"
     assert assert_signed_in(door, sid, {"a": 1}) == {"a": 1}
     assert stored(faulty.rig.direct, sid) == {"a": 1}
 
@@ -270,7 +272,7 @@ def test_an_increment_cut_mid_response_counts_once(faulty: Bench, door_name: str
     views = (stored(faulty.rig.direct, sid) or {}).get("views")
     assert views in (1, 2), f"counted {views} views for 2 requests"
     if answer.status == 503:
-        assert_503(answer, took)
+        assert_503(faulty.rig, answer, took)
     else:
         assert answer.status == 200, answer
         assert answer.json == {"views": views}
@@ -303,7 +305,7 @@ def test_a_login_whose_write_is_cut_keeps_the_browser_s_session(
     faulty.note(door_name, f"login, write {nth} cut at 0", answer, took)
     assert faulty.rig.faults.stats.cuts == 1, f"no write cut: {answer}, {faulty.rig.faults.stats}"
     if answer.status == 503:
-        assert_503(answer, took, moved_to=None if door.sid == old else door.sid)
+        assert_503(faulty.rig, answer, took, moved_to=None if door.sid == old else door.sid)
         if door.sid == old:
             assert assert_signed_in(door, old, {"cart": 1}) == {"cart": 1}
         else:  # moved: the session lives on under the new id; the old one is retired, or
@@ -343,7 +345,7 @@ def test_a_login_that_fails_after_moving_the_session_sends_the_new_id(
     faulty.note(door_name, "login, its save throttled after the rotation", answer, took)
     new = door.sid
     assert new not in (None, old)
-    assert_503(answer, took, moved_to=new)
+    assert_503(faulty.rig, answer, took, moved_to=new)
     faulty.rig.faults.restore()
     assert stored(faulty.rig.direct, old) is None, "the old id is retired"
     recovered(faulty, door_name, door, new or "", {"cart": 1, "views": 1})
@@ -381,7 +383,7 @@ def test_a_throttling_storm_is_503_within_the_deadline(faulty: Bench, door_name:
     faulty.rig.faults.inject("throttling", 10**6)
     answer, took = timed(lambda: door.write(a=2))
     faulty.note(door_name, "throttling storm", answer, took)
-    assert_503(answer, took)
+    assert_503(faulty.rig, answer, took)
     assert faulty.rig.faults.stats.injected["throttling"] >= 1
     faulty.rig.faults.restore()
     assert_signed_in(door, sid, {"a": 1})
@@ -415,7 +417,7 @@ def test_a_black_hole_is_503_within_the_deadline_then_serves_again(
     faulty.rig.faults.blackhole()
     answer, took = timed(lambda: door.write(a=2))
     faulty.note(door_name, "black hole", answer, took)
-    assert_503(answer, took)
+    assert_503(faulty.rig, answer, took)
     faulty.rig.faults.restore()  # what was held goes through now
     recovered(faulty, door_name, door, sid, {"a": 1})
     assert door.write(a=3).status == 200
@@ -431,7 +433,7 @@ def test_connections_reset_between_requests_are_replaced(faulty: Bench, door_nam
     answer, took = timed(lambda: door.write(a=2))
     faulty.note(door_name, "idle connections reset", answer, took)
     assert answer.status == 200, answer
-    assert took <= bound(), f"{took:.3f} s"
+    assert took <= bound(faulty.rig.deadline), f"{took:.3f} s"
     assert assert_signed_in(door, sid, {"a": 2}) == {"a": 2}
 
 
@@ -444,7 +446,7 @@ def test_a_store_that_resets_every_connection_is_503_within_the_deadline(
     faulty.rig.faults.reset(until_restore=True)
     answer, took = timed(lambda: door.write(a=2))
     faulty.note(door_name, "every connection reset", answer, took)
-    assert_503(answer, took)
+    assert_503(faulty.rig, answer, took)
     faulty.rig.faults.restore()
     recovered(faulty, door_name, door, sid, {"a": 1})
 
@@ -480,11 +482,11 @@ def test_sqlite_locked_briefly_waits_and_serves(sqlite_rig: Rig, door_name: str)
     assert sqlite_rig.lock is not None
     with open_door(door_name, sqlite_rig.store, outages="503") as door:
         sid = begin(door, a=1)
-        releaser = sqlite_rig.lock.hold_for(DEADLINE / 5)
+        releaser = sqlite_rig.lock.hold_for(sqlite_rig.deadline / 5)
         answer, took = timed(lambda: door.write(a=2))
         releaser.join()
         assert answer.status == 200, answer
-        assert took >= DEADLINE / 5 - 0.01, "the write waited for the lock"
+        assert took >= sqlite_rig.deadline / 5 - 0.01, "the write waited for the lock"
         assert assert_signed_in(door, sid, {"a": 2}) == {"a": 2}
 
 
@@ -499,6 +501,6 @@ def test_sqlite_locked_past_the_deadline_is_503_within_it(sqlite_rig: Rig, door_
         finally:
             sqlite_rig.lock.release()
         print(f"\nsqlite {door_name}: locked past the deadline: {answer.status} in {took:.3f} s")
-        assert_503(answer, took)
+        assert_503(sqlite_rig, answer, took)
         assert assert_signed_in(door, sid, {"a": 1}) == {"a": 1}
         assert door.write(a=3).status == 200

@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -105,13 +106,32 @@ def _bound_attempt(read_timeout: float, request: Any, **_: Any) -> None:
     request.context["read_timeout"] = deadline.capped(read_timeout, "answer")
 
 
-def _complete_answer(http_response: Any, **_: Any) -> None:
+def _cut_short(http_response: Any) -> bool:
     """DynamoDB sends every answer with its CRC32 (x-amz-crc32; botocore checks it when it
     is there). A 200 without it was cut short on the way: http.client takes a head cut in
-    the middle for an empty 200, which a load would read as "no such session", a silent
-    logout. It is an unavailable store instead."""
-    if http_response.status_code == 200 and http_response.headers.get("x-amz-crc32") is None:
+    the middle for an empty 200, which a load would read as "no such session"."""
+    return bool(
+        http_response.status_code == 200 and http_response.headers.get("x-amz-crc32") is None
+    )
+
+
+def _complete_answer(http_response: Any, **_: Any) -> None:
+    """A cut answer that retries did not replace (_seen_as_cut) is an unavailable store,
+    never a silent logout."""
+    if _cut_short(http_response):
         raise StoreUnavailable("the DynamoDB answer was cut short on the way (no x-amz-crc32)")
+
+
+def _seen_as_cut(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What botocore's retry handler is told of an attempt: an answer cut short
+    (_cut_short) as the closed connection it is, which the handler retries like any other
+    (an increment's never: the server may have counted it). Without this it would take
+    the cut answer for a success, and the request would be a 503 for want of a retry."""
+    response = kwargs.get("response")
+    if response is None or not _cut_short(response[0]):
+        return kwargs
+    closed = ConnectionClosedError(endpoint_url=kwargs["request_dict"]["url"])
+    return {**kwargs, "response": None, "caught_exception": closed}
 
 
 # botocore's standard backoff is full jitter on a 1 s base (a random 0-1 s, then 0-2 s,
@@ -152,12 +172,14 @@ def _bound_backoff(client: Any) -> None:
     if inspect.iscoroutinefunction(retry):  # aiobotocore's
 
         async def awithin_deadline(**kwargs: Any) -> float | None:
+            kwargs = _seen_as_cut(kwargs)
             return decided(await retry(**kwargs), kwargs.get("caught_exception"))
 
         handler: Callable[..., Any] = awithin_deadline
     else:
 
         def within_deadline(**kwargs: Any) -> float | None:
+            kwargs = _seen_as_cut(kwargs)
             return decided(retry(**kwargs), kwargs.get("caught_exception"))
 
         handler = within_deadline

@@ -82,3 +82,13 @@ def within_deadline(call: dict[str, Any]) -> dict[str, Any]:
     if retry is not None and retry.timeout is not None and retry.timeout > remaining:
         retry = retry.with_timeout(remaining)
     return {"retry": retry, "timeout": min(call["timeout"], remaining)}
+
+
+def whole_stream(call: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """`call` (from within_deadline) for a read, which the SDK streams (a document's get is
+    a BatchGetDocuments stream): the retry to wrap the whole read in (None: no retries) and
+    the SDK call's own options, without one. The SDK's own retry of a stream ends when its
+    headers arrive (api_core's async stream wrapper waits for the connection, not for the
+    first message), so a connection reset between the headers and the document would end
+    an async load unretried: a 503 for a read that is safe to repeat."""
+    return call["retry"], {**call, "retry": None}

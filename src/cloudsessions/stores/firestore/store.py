@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import time
@@ -42,7 +43,7 @@ from ...store import (
     parse_options,
 )
 from . import admin, documents
-from .options import TRANSIENT, FirestoreOptions, call_options, within_deadline
+from .options import TRANSIENT, FirestoreOptions, call_options, whole_stream, within_deadline
 
 DEFAULT_DATABASE = "(default)"
 EMULATOR_ENV = "FIRESTORE_EMULATOR_HOST"
@@ -226,6 +227,18 @@ class FirestoreStore(Store):
     def _arpc(self) -> dict[str, Any]:
         return within_deadline(self._arpc_options)
 
+    def _read(self, ref: Any, *fields: Any) -> Any:
+        """The snapshot of the document at `ref` (of `fields`, if given), the whole read
+        retried (options.whole_stream)."""
+        retry, once = whole_stream(self._rpc)
+        get = functools.partial(ref.get, *fields, **once)
+        return documents.answered(retry(get)() if retry else get())
+
+    async def _aread(self, ref: Any, *fields: Any) -> Any:
+        retry, once = whole_stream(self._arpc)
+        get = functools.partial(ref.get, *fields, **once)
+        return documents.answered(await (retry(get)() if retry else get()))
+
     def native_async(self) -> bool:
         return True  # the SDK's AsyncClient, one per event loop
 
@@ -249,7 +262,7 @@ class FirestoreStore(Store):
     def _load(self, rid: str) -> EncodedRecord | None:
         ref = self._sync.get().document(*self.path, rid)
         with self._errors("load a session"):
-            found, version = documents.loaded(documents.answered(ref.get(**self._rpc)))
+            found, version = documents.loaded(self._read(ref))
         self._versions.get().put(rid, version)
         return found
 
@@ -324,7 +337,7 @@ class FirestoreStore(Store):
         ref = client.document(*self.path, rid)
         for pause in self._conflict_pauses():
             with self._updating("increment a session counter"):
-                snapshot = documents.answered(ref.get(**self._rpc))
+                snapshot = self._read(ref)
                 value, write = documents.increment_from(
                     snapshot, field, delta, base, expires_at, now
                 )
@@ -347,7 +360,7 @@ class FirestoreStore(Store):
         ref = self._sync.get().document(*self.path, rid)
         for pause in self._conflict_pauses():
             with self._errors("revoke a session"):
-                snapshot = documents.answered(ref.get([documents.USER_ID], **self._rpc))
+                snapshot = self._read(ref, [documents.USER_ID])
                 owner = (snapshot.to_dict() or {}).get(documents.USER_ID)
                 if not snapshot.exists or owner != user_id:
                     return False  # gone already, or another user's
@@ -374,7 +387,7 @@ class FirestoreStore(Store):
     async def _aload(self, rid: str) -> EncodedRecord | None:
         ref = (await self._async.get()).document(*self.path, rid)
         with self._errors("load a session"):
-            found, version = documents.loaded(documents.answered(await ref.get(**self._arpc)))
+            found, version = documents.loaded(await self._aread(ref))
         self._versions.get().put(rid, version)
         return found
 
@@ -444,7 +457,7 @@ class FirestoreStore(Store):
         ref = client.document(*self.path, rid)
         for pause in self._conflict_pauses():
             with self._updating("increment a session counter"):
-                snapshot = documents.answered(await ref.get(**self._arpc))
+                snapshot = await self._aread(ref)
                 value, write = documents.increment_from(
                     snapshot, field, delta, base, expires_at, now
                 )
