@@ -17,15 +17,18 @@ each logout followed by a new visitor). On the demo, "modify" is its home page (
 increment of the view count) and a login follows the demo's redirect to the home page.
 A warm-up (every browser gets a session, then WARMUP seconds of the mix, under the run's
 faults if it has any: a client's memory under faults is not its memory without them) comes
-first. The server's memory in use is read after it and again at the end (target: flat
-within 5 MB): the soak apps are asked to collect Python's cyclic garbage and have glibc hand
-back the free memory it keeps (soak_apps.trimmable), then RSS is read. RSS alone, sampled
-every second in between, swings by 10-25 MB under faults without growing: Django's ASGI
-handler leaves each request's objects in a reference cycle (its disconnect listener's
-RequestAborted), which a request slowed by a fault lets reach the oldest generation, freed
-only by a full collection every few seconds; and glibc keeps what gRPC's threads freed in
-their arenas. Two raw readings a minute apart land anywhere in that swing; a leak is what
-is still in use once both are handed back. The RSS range is printed beside it.
+first. Then the server's memory in use is read every IN_USE_EVERY (10) seconds and at the
+end: the soak apps are asked to collect Python's cyclic garbage and have glibc hand back the
+free memory it keeps (soak_apps.trimmable), then RSS is read. Target: the median of the last
+third of those readings within 5 MB of the median of the first third. RSS alone, sampled
+every second, swings by 10-25 MB under faults without growing: Django's ASGI handler leaves
+each request's objects in a reference cycle (its disconnect listener's RequestAborted),
+which a request slowed by a fault lets reach the oldest generation, freed only by a full
+collection every few seconds; and glibc keeps what gRPC's threads freed in their arenas.
+What is in use still moves by a few MB with what is in flight at the moment (gRPC's
+buffers under latency spikes: 100.5-106.6 MB over 360 s of faults on Firestore/Django,
+with no trend), so one reading at each end is not enough either. The RSS range is printed
+beside it.
 
 Errors, by kind: "503" (the store unavailable, as the front doors answer it), "other" (any
 other status, a reset connection, no answer within 30 s) and "logout" (a silent logout:
@@ -56,10 +59,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
 import re
+import statistics
 import sys
 import time
 from collections import Counter
@@ -80,6 +85,7 @@ RUNS = ["clean", "faults", "dynamodb", "sqlite-workers"]
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 30.0  # seconds: a request unanswered by then is an error ("other")
 RSS_FLAT_MB = 5.0  # the issue's target: memory in use at the end within 5 MB of the start
+IN_USE_EVERY = 10  # seconds between readings of the memory in use
 # The wire protocol FaultProxy speaks to each store's server (sqlite has none).
 PROTOCOLS = {"dynamodb": "http", "firestore": "grpc", "mongodb": "mongo", "redis": "redis"}
 FAULT_KINDS = ("latency", "reset", "throttling")
@@ -261,10 +267,9 @@ class Measured:
     examples: dict[str, str] = field(default_factory=dict)  # the first of each kind
     wall: float = 0.0
     rss: list[tuple[float, float]] = field(default_factory=list)  # (s since start, MB)
-    # MB in use after the warm-up and at the end: RSS once Python's cyclic garbage is
-    # collected and glibc handed back its free memory (Server.in_use_mb).
-    in_use_start: float = math.nan
-    in_use_end: float = math.nan
+    # (s since start, MB in use): RSS once Python's cyclic garbage is collected and glibc
+    # handed back its free memory (Server.in_use_mb), every IN_USE_EVERY s and at the end.
+    in_use: list[tuple[float, float]] = field(default_factory=list)
     locked: int = 0  # "database is locked" seen (answers and the server's log)
     cpu: float = 0.0  # CPU seconds of the server process (single-process servers)
     # Silent logouts by the browser's previous request and how it ended ("login: 503").
@@ -453,13 +458,14 @@ async def drive(
     for b in browsers:
         b.into = Measured()
     measured = Measured()
-    if app.single_process:
-        measured.in_use_start = await server.in_use_mb()
     started = time.perf_counter()
 
     async def sample() -> None:
-        while True:
+        for second in itertools.count():
             if app.single_process:
+                if second % IN_USE_EVERY == 0:
+                    in_use = await server.in_use_mb()
+                    measured.in_use.append((time.perf_counter() - started, in_use))
                 measured.rss.append((time.perf_counter() - started, server.rss_mb()))
             await asyncio.sleep(1.0)
 
@@ -471,7 +477,7 @@ async def drive(
     if app.single_process:
         measured.rss.append((measured.wall, server.rss_mb()))
         measured.cpu = server.cpu_seconds() - cpu
-        measured.in_use_end = await server.in_use_mb()
+        measured.in_use.append((measured.wall, await server.in_use_mb()))
     for b in browsers:
         measured.latencies += b.into.latencies
         measured.errors.update(b.into.errors)
@@ -497,9 +503,21 @@ class Row:
     command: str = ""
 
     @property
+    def in_use_start(self) -> float:
+        """MB in use after the warm-up: the median of the first third of the readings."""
+        readings = [mb for _, mb in self.measured.in_use]
+        return statistics.median(readings[: max(1, len(readings) // 3)]) if readings else math.nan
+
+    @property
+    def in_use_end(self) -> float:
+        """MB in use at the end: the median of the last third of the readings."""
+        readings = [mb for _, mb in self.measured.in_use]
+        return statistics.median(readings[-max(1, len(readings) // 3) :]) if readings else math.nan
+
+    @property
     def growth(self) -> float:
         """MB more in use at the end than after the warm-up (the target: at most 5)."""
-        return self.measured.in_use_end - self.measured.in_use_start
+        return self.in_use_end - self.in_use_start
 
     @property
     def rss_range(self) -> str:
@@ -560,7 +578,8 @@ def say(row: Row) -> None:
     m = row.measured
     errors = ", ".join(f"{k} {v}" for k, v in sorted(m.errors.items())) or "none"
     rss = (
-        f"; in use {m.in_use_start:.1f} -> {m.in_use_end:.1f} MB, RSS {row.rss_range} MB"
+        f"; in use {row.in_use_start:.1f} -> {row.in_use_end:.1f} MB"
+        f" ({', '.join(f'{mb:.1f}' for _, mb in m.in_use)}), RSS {row.rss_range} MB"
         if m.rss
         else ""
     )
@@ -599,7 +618,9 @@ def load_rows() -> list[Row]:
         m = item.pop("measured")
         m["errors"] = Counter(m["errors"])
         m["rss"] = [tuple(pair) for pair in m["rss"]]
-        m.pop("rss_in_use", None)  # rows saved before in use was read at both ends
+        m["in_use"] = [tuple(pair) for pair in m.get("in_use", [])]
+        for old in ("rss_in_use", "in_use_start", "in_use_end"):  # rows saved by earlier runs
+            m.pop(old, None)
         m["logouts_after"] = Counter(m.get("logouts_after", {}))
         rows.append(Row(**item, measured=Measured(**m)))
     return rows
@@ -711,7 +732,7 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
     for r in rows:
         m = r.measured
         rss = (
-            f"{m.in_use_start:.1f} | {m.in_use_end:.1f} | {r.growth:+.1f} | {r.rss_range}"
+            f"{r.in_use_start:.1f} | {r.in_use_end:.1f} | {r.growth:+.1f} | {r.rss_range}"
             if m.rss
             else "- | - | - | -"
         )
@@ -733,10 +754,11 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         f" {args.seconds:g} s per run after {args.warmup:g} s of warm-up, through the mix"
         " 80% read-only, 15% modify, 3% new visitor, 1% login, 1% logout; servers on loopback"
         " (uvicorn, one process; gunicorn with 4 processes of 4 threads for the SQLite"
-        " workers run). Memory in use by the server process after the warm-up and at the"
-        " end: its RSS once Python's cyclic garbage is collected and glibc has handed back"
-        " the free memory it keeps (gc.collect, malloc_trim); and the range of its RSS,"
-        " sampled every second in between."
+        " workers run). Memory in use by the server process: its RSS once Python's cyclic"
+        " garbage is collected and glibc has handed back the free memory it keeps"
+        f" (gc.collect, malloc_trim), read every {IN_USE_EVERY} s and at the end; after the"
+        " warm-up and at the end are the medians of the first and the last third of those"
+        " readings. The range of its RSS, sampled every second."
         " Faults, from the start of the warm-up:"
         f" FaultProxy between the server and its store, {args.fault_rate:.0%} of store"
         f" requests meeting one of {', '.join(FAULT_KINDS)}. {os.cpu_count()} CPUs shared by"
@@ -788,19 +810,25 @@ def plot(rows: list[Row], path: Path) -> None:
     ax = axes[1][0]
     for r in matrix:
         if r.measured.rss:
-            start = r.measured.in_use_start
+            start = r.in_use_start
             (line,) = ax.plot(
                 [t for t, _ in r.measured.rss],
                 [mb - start for _, mb in r.measured.rss],
                 linestyle="-" if r.run == "clean" else "--",
                 label=f"{r.store}/{r.app}" + (" (faults)" if r.run == "faults" else ""),
             )
-            # The memory in use at the end (garbage collected, glibc's free memory handed
-            # back): a dot, what the target is about.
-            ax.plot([r.measured.wall], [r.growth], "o", color=line.get_color())
+            # The memory in use (garbage collected, glibc's free memory handed back): dots,
+            # what the target is about.
+            ax.plot(
+                [t for t, _ in r.measured.in_use],
+                [mb - start for _, mb in r.measured.in_use],
+                "o",
+                markersize=3,
+                color=line.get_color(),
+            )
     ax.axhspan(-RSS_FLAT_MB, RSS_FLAT_MB, color="green", alpha=0.08)
     ax.set_title(
-        "server RSS against its memory in use after warm-up (MB; dots: in use at the end;"
+        "server RSS against its memory in use after warm-up (MB; dots: in use;"
         " band: the 5 MB target)",
         fontsize=9,
     )

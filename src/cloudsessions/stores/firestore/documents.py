@@ -54,11 +54,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ...errors import ConfigurationError, SessionGone, StoreUnavailable
+from ...errors import ConfigurationError, SessionGone
 from ...store import Changes, EncodedRecord, logger
 
 DATA, KEYS, EXPIRES_AT, EXPIRES_US, USER_ID = "d", "keys", "expires_at", "expires_us", "user_id"
@@ -133,10 +134,12 @@ def answered(snapshot: Any) -> Any:
     google-cloud-firestore answers a BatchGetDocuments stream that ended without a response
     (a connection cut mid-stream) with a "missing" snapshot of its own making, whose
     read_time is the local clock as a protobuf Timestamp (a real answer's is the server's,
-    a datetime). Taken for a missing record, it would log the browser out silently.
+    a datetime). Taken for a missing record, it would log the browser out silently. It is
+    the server unavailable instead, which the store's retry of a read repeats.
     """
     if not snapshot.exists and isinstance(snapshot.read_time, Timestamp):
-        raise StoreUnavailable("the Firestore read ended without an answer (a cut stream)")
+        cut = "the Firestore read ended without an answer (a cut stream)"
+        raise gexc.ServiceUnavailable(cut)  # type: ignore[no-untyped-call]
     return snapshot
 
 

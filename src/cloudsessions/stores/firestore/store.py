@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import random
 import time
@@ -231,13 +230,19 @@ class FirestoreStore(Store):
         """The snapshot of the document at `ref` (of `fields`, if given), the whole read
         retried (options.whole_stream)."""
         retry, once = whole_stream(self._rpc)
-        get = functools.partial(ref.get, *fields, **once)
-        return documents.answered(retry(get)() if retry else get())
+
+        def get() -> Any:
+            return documents.answered(ref.get(*fields, **once))
+
+        return retry(get)() if retry else get()
 
     async def _aread(self, ref: Any, *fields: Any) -> Any:
         retry, once = whole_stream(self._arpc)
-        get = functools.partial(ref.get, *fields, **once)
-        return documents.answered(await (retry(get)() if retry else get()))
+
+        async def get() -> Any:
+            return documents.answered(await ref.get(*fields, **once))
+
+        return await (retry(get)() if retry else get())
 
     def native_async(self) -> bool:
         return True  # the SDK's AsyncClient, one per event loop
