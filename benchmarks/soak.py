@@ -26,10 +26,9 @@ every second, swings by 10-25 MB under faults without growing: Django's ASGI han
 each request's objects in a reference cycle (its disconnect listener's RequestAborted),
 which a request slowed by a fault lets reach the oldest generation, freed only by a full
 collection every few seconds; and glibc keeps what gRPC's threads freed in their arenas.
-What is in use still moves by a few MB with what is in flight at the moment (gRPC's
-buffers under latency spikes: 100.5-106.6 MB over 360 s of faults on Firestore/Django,
-with no trend), so one reading at each end is not enough either. The RSS range is printed
-beside it.
+What is in use still moves by a few MB with what is in flight at the moment (100.5-106.6 MB
+over 360 s of faults on Firestore/Django, with no trend), so one reading at each end is not
+enough either. The RSS range is printed beside it.
 
 Errors, by kind: "503" (the store unavailable, as the front doors answer it), "other" (any
 other status, a reset connection, no answer within 30 s) and "logout" (a silent logout:
@@ -503,17 +502,23 @@ class Row:
     # The invocation that measured it and the load average around it (--merge keeps rows).
     command: str = ""
 
+    def _in_use_third(self, last: bool) -> float:
+        """The median of the first (or last) third of the readings of memory in use."""
+        readings = [mb for _, mb in self.measured.in_use]
+        if not readings:
+            return math.nan
+        third = max(1, len(readings) // 3)
+        return statistics.median(readings[-third:] if last else readings[:third])
+
     @property
     def in_use_start(self) -> float:
-        """MB in use after the warm-up: the median of the first third of the readings."""
-        readings = [mb for _, mb in self.measured.in_use]
-        return statistics.median(readings[: max(1, len(readings) // 3)]) if readings else math.nan
+        """MB in use after the warm-up."""
+        return self._in_use_third(last=False)
 
     @property
     def in_use_end(self) -> float:
-        """MB in use at the end: the median of the last third of the readings."""
-        readings = [mb for _, mb in self.measured.in_use]
-        return statistics.median(readings[-max(1, len(readings) // 3) :]) if readings else math.nan
+        """MB in use at the end."""
+        return self._in_use_third(last=True)
 
     @property
     def growth(self) -> float:
