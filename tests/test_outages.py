@@ -35,6 +35,7 @@ from cloudsessions import Store, StoreUnavailable, open_store
 from cloudsessions.asgi import SessionMiddleware
 from cloudsessions.flask import CloudSessions
 from tests.backends.mongodb import CommandCounter
+from tests.faults_support import timed
 from tests.services._process import HOST, free_port
 from tests.services.secantus import dedicated_secantus
 from tests.stores import RoundTrips, unique_name
@@ -258,9 +259,7 @@ def new_visitor(request: pytest.FixtureRequest, server: Any) -> Iterator[tuple[V
 def answer_while_frozen(visitor: Visitor, proc: Any, path: str) -> Answer:
     """The answer to `path` with the store frozen, which must come within one attempt."""
     with frozen(proc):
-        started = time.monotonic()
-        answer = visitor.get(path)
-        elapsed = time.monotonic() - started
+        answer, elapsed = timed(lambda: visitor.get(path))
     assert elapsed < ONE_ATTEMPT, f"{elapsed:.1f} s: longer than one store timeout"
     return answer
 

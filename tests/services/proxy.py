@@ -444,12 +444,13 @@ class FaultProxy:
             link.abort(count=False)
 
     def _state_change(self, wire: Any) -> None:
-        """MongoDB: the server's state changes (wire_mongo): each waiting monitor hears it."""
-        hello = wire.state_change()
-        if hello is not None:
+        """MongoDB: the server's state changes (wire_mongo): each waiting monitor hears it,
+        as the answer to the awaitable hello it waits on."""
+        answer = wire.state_change()
+        if answer is not None:
             for link in self._links():
-                if link.streaming:
-                    link.to_client.push(hello)
+                if link.awaiting is not None:
+                    link.to_client.push(answer(link.awaiting))
 
     def _peer(self, port: int) -> _Link | None:
         for link in self._links():
@@ -573,7 +574,9 @@ class _Link:
         self.to_client.transport = client
         self.to_server = _Outbox(self, delayed=False)
         self.raw_cut: int | None = None
-        self.streaming = False  # a monitor waits here on a stream of replies (MongoDB)
+        # MongoDB: the requestID of the awaitable hello a monitor waits on here, while its
+        # reply (or its stream of replies) is still to come; None when nothing waits.
+        self.awaiting: int | None = None
         self.closed = False
 
     async def connect(self) -> None:
@@ -613,8 +616,8 @@ class _Link:
         if decision.kind == "reset":
             self.abort()
             return
-        if request.streaming:
-            self.streaming = True
+        if request.streaming and request.expects_reply:
+            self.awaiting = request.ident
         if decision.kind == "inject":
             if not request.expects_reply:
                 return  # lost, as the server would have refused it without a word
@@ -668,6 +671,9 @@ class _Link:
         else:
             entry = self.by_ident.pop(response.responds_to, None)  # type: ignore[arg-type]
         request = entry.request if entry is not None else None
+        if self.awaiting is not None and (request is None or request.streaming):
+            # The monitor's hello is answered: it waits on until a reply ends its stream.
+            self.awaiting = self.awaiting if response.extra.get("more") else None
         raw = self.wire.rewrite(response, request, self.listener.addresses)
         if entry is not None and entry.cut is not None:
             self.to_client.push(raw[: entry.cut.cut_at(len(raw))], entry.delay)

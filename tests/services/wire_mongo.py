@@ -160,15 +160,28 @@ class MongoWire:
             reply["topologyVersion"] = self._versioned(self.hello, self.bump)["topologyVersion"]
         return _op_msg(reply, request.ident or 0)
 
-    def state_change(self) -> bytes | None:
-        """A state change is injected: the newer hello each waiting monitor gets (None if
-        the server sent no hello with a topologyVersion yet)."""
+    def state_change(self) -> Callable[[int], bytes] | None:
+        """A state change is injected: what answers a monitor's awaitable hello (its
+        requestID) with the newer hello, as the server's stream would (None if the server
+        sent no hello with a topologyVersion yet).
+
+        The answer says more is to come, so the driver reads the server's own reply to that
+        hello as the next of the stream, whether the server streams (exhaust) or, as
+        SecantusDB does, answers each awaitable hello once. An answer that named no request
+        would be refused by a driver not yet reading a stream ("Got response id 0"), which
+        then drops its monitoring connection and clears its pool.
+        """
         self.bump += 1
         if self.hello is None or "topologyVersion" not in self.hello:
             return None
         hello = self._versioned(self.hello, self.bump)
         body = struct.pack("<I", MORE_TO_COME) + b"\x00" + bson.encode(hello)
-        return struct.pack("<iiii", 16 + len(body), next(_ids), 0, OP_MSG) + body
+
+        def answer(responds_to: int) -> bytes:
+            header = struct.pack("<iiii", 16 + len(body), next(_ids), responds_to, OP_MSG)
+            return header + body
+
+        return answer
 
     @staticmethod
     def _versioned(document: dict[str, Any], bump: int) -> dict[str, Any]:
