@@ -45,13 +45,13 @@ from tests.stores import STORE_NAMES
 NETWORKED = [n for n in STORE_NAMES if n != "sqlite"]
 DOORS = ["django", "flask", "asgi"]
 SYNC_AND_ASYNC = ["flask", "asgi"]  # a sync door and an async one (native async clients)
-# Where a response is cut, on which doors: before its first byte, 20 bytes in (inside an
-# HTTP response's head, a gRPC frame's or a MongoDB message's header), or halfway. Django's
-# door uses the store as Flask's does (the sync client): it gets the one cut in the head.
 RECOVERY = 3.0  # seconds: see recovered()
 # redis-py drops a connection that answered -LOADING (to it, a ConnectionError) and opens
 # another; every other store's client keeps its connections through a throttling error.
 RECONNECTS_AFTER_THROTTLING = {"redis", "redis_cluster"}
+# Where a response is cut, on which doors: before its first byte, 20 bytes in (inside an
+# HTTP response's head, a gRPC frame's or a MongoDB message's header), or halfway. Django's
+# door uses the store as Flask's does (the sync client): it gets the one cut in the head.
 CUTS = [
     pytest.param(where, door, id=f"{name}-{door}")
     for where, name, doors in [

@@ -671,9 +671,8 @@ class _Link:
         else:
             entry = self.by_ident.pop(response.responds_to, None)  # type: ignore[arg-type]
         request = entry.request if entry is not None else None
-        if self.awaiting is not None and (request is None or request.streaming):
-            # The monitor's hello is answered: it waits on until a reply ends its stream.
-            self.awaiting = self.awaiting if response.extra.get("more") else None
+        if (request is None or request.streaming) and not response.extra.get("more"):
+            self.awaiting = None  # the monitor's hello is answered: its stream has ended
         raw = self.wire.rewrite(response, request, self.listener.addresses)
         if entry is not None and entry.cut is not None:
             self.to_client.push(raw[: entry.cut.cut_at(len(raw))], entry.delay)
